@@ -1,0 +1,1 @@
+"""Storage adapters: each implements every port of `sideline.core.ports`."""

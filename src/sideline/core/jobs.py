@@ -1,0 +1,131 @@
+"""Job declarations: options, the registry of declared jobs, and job signatures."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from sideline.core.errors import ConfigurationError, UnknownJob
+from sideline.core.payload import check_json_native
+from sideline.core.retry import DEFAULT_MAX_RETRIES, RetryIn
+
+__all__ = ["JobOptions", "JobSpec", "Registry", "Signature", "normalize_retry"]
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def normalize_retry(retry: bool | int) -> int:
+    """Turn the `retry` option (True, False or a count) into a maximum retry count."""
+    if retry is True:
+        return DEFAULT_MAX_RETRIES
+    if retry is False:
+        return 0
+    if not isinstance(retry, int) or retry < 0:
+        raise ConfigurationError(f"retry must be True, False or a count >= 0, got {retry!r}")
+    return retry
+
+
+def check_queue_name(queue: str) -> str:
+    """Return `queue` if it is a valid queue name, else raise ConfigurationError."""
+    if not isinstance(queue, str) or not _QUEUE_NAME.match(queue):
+        raise ConfigurationError(
+            f"queue name {queue!r} is invalid: use 1-128 letters, digits, '_', '.', ':' or '-'")
+    return queue
+
+
+@attrs.frozen
+class JobOptions:
+    """How a declared job is pushed and retried."""
+
+    queue: str = attrs.field(default="default", validator=lambda _i, _a, v: check_queue_name(v))
+    retry: int = DEFAULT_MAX_RETRIES
+    """Maximum retries after the first failure (0: none)."""
+    retry_in: RetryIn | None = None
+    dead: bool = True
+    unique_for_s: float | None = None
+    timeout_s: float | None = None
+    tags: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class JobSpec:
+    """A declared job: its registry name, the callable that performs it, and its options."""
+
+    name: str
+    func: Callable[..., Any]
+    options: JobOptions
+
+
+@attrs.frozen
+class Signature:
+    """A job plus the arguments of one invocation: a step of a workflow.
+
+    Build one with `job.s(*args, **kwargs)`; arguments are checked to be JSON-native.
+    """
+
+    job: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = attrs.field(factory=dict)
+    queue: str | None = None
+    allow_failure: bool = False
+    app: object = attrs.field(default=None, eq=False, repr=False)
+    """The application that declared the job (opaque to the core); lets Workflow find it."""
+
+    def __attrs_post_init__(self) -> None:
+        for index, arg in enumerate(self.args):
+            check_json_native(arg, f"{self.job} argument {index}")
+        for key, value in self.kwargs.items():
+            check_json_native(value, f"{self.job} keyword argument {key!r}")
+        if self.queue is not None:
+            check_queue_name(self.queue)
+
+    def set(self, *, queue: str | None = None, allow_failure: bool | None = None) -> Signature:
+        """Return a copy with a different queue or allow-failure flag."""
+        return attrs.evolve(
+            self,
+            queue=self.queue if queue is None else queue,
+            allow_failure=self.allow_failure if allow_failure is None else allow_failure,
+        )
+
+
+class Registry:
+    """The declared jobs of one application, by name. Payloads may only name these."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, JobSpec] = {}
+
+    def add(self, spec: JobSpec) -> None:
+        """Declare a job; a second job under the same name is a configuration error."""
+        existing = self._specs.get(spec.name)
+        if existing is not None and existing.func is not spec.func:
+            raise ConfigurationError(
+                f"job name {spec.name!r} is already declared by {existing.func!r}; "
+                "pass name=... to one of them")
+        self._specs[spec.name] = spec
+
+    def get(self, name: str) -> JobSpec:
+        """Return the spec declared under `name`.
+
+        Raises:
+            UnknownJob: no job of that name was declared in this process.
+        """
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownJob(
+                f"unknown job {name!r}: no job of that name is declared in this worker's app "
+                "(declare it with @app.job, and make sure the worker imports that module)"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._specs))
+
+    def names(self) -> Sequence[str]:
+        """Return the declared job names, sorted."""
+        return sorted(self._specs)

@@ -1,0 +1,292 @@
+"""The run state machine: what a node's completion, death or a cancel changes.
+
+Every function here is pure: it reads a `RunState` and returns a `Transition`
+(plain values); `apply` writes a transition into the state. Adapters perform
+plan + apply + the resulting pushes as one atomic operation.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from sideline.core.errors import WorkflowError
+from sideline.core.workflow import Graph
+
+__all__ = [
+    "Begin",
+    "NodeStatus",
+    "Release",
+    "RunPlan",
+    "RunState",
+    "RunStatus",
+    "Transition",
+    "apply",
+    "plan_begin",
+    "plan_cancel",
+    "plan_complete",
+    "plan_fail",
+    "plan_revive",
+    "start",
+]
+
+
+class NodeStatus(enum.StrEnum):
+    """The life of one workflow node."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class RunStatus(enum.StrEnum):
+    """The life of one workflow run."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Begin(enum.StrEnum):
+    """Whether a fetched workflow job should run."""
+
+    RUN = "run"
+    SKIP = "skip"
+    """The node already succeeded or the run was cancelled: ack without running."""
+
+
+@attrs.frozen
+class RunPlan:
+    """The immutable part of a run: its graph and the payload each node pushes when released.
+
+    `node_payloads[i]` is the encoded payload of node i; callbacks are encoded
+    payloads too (or None). Stored once per run, so a job's payload stays O(1).
+    """
+
+    run_id: str
+    graph: Graph
+    node_payloads: tuple[str, ...]
+    on_success: str | None = None
+    on_failure: str | None = None
+    ttl_s: int = 7 * 24 * 3600
+
+
+@attrs.define
+class RunState:
+    """A run's progress: a status per node, a remaining-predecessor count per node."""
+
+    plan: RunPlan
+    status: RunStatus
+    nodes: list[NodeStatus]
+    remaining: list[int]
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+    failure_fired: bool = False
+
+
+@attrs.frozen
+class Release:
+    """A node that became ready: push it now, or schedule it `delay_ms` milliseconds later."""
+
+    node_id: int
+    delay_ms: int
+
+
+@attrs.frozen
+class Transition:
+    """The changes one event makes to a run."""
+
+    nodes: dict[int, NodeStatus] = attrs.field(factory=dict)
+    remaining: dict[int, int] = attrs.field(factory=dict)
+    releases: tuple[Release, ...] = ()
+    status: RunStatus | None = None
+    callback: str | None = None
+    """'success' or 'failure' when this transition fires that callback."""
+    finished: bool = False
+
+    @property
+    def noop(self) -> bool:
+        """True when nothing changes."""
+        return not (self.nodes or self.remaining or self.releases or self.status or self.callback)
+
+
+_OK = frozenset({NodeStatus.SUCCEEDED})
+_DONE = frozenset({NodeStatus.SUCCEEDED, NodeStatus.DEAD, NodeStatus.SKIPPED, NodeStatus.CANCELLED})
+_WAITING = frozenset({NodeStatus.PENDING, NodeStatus.SKIPPED})
+
+
+def start(plan: RunPlan, now: float) -> tuple[RunState, Transition]:
+    """Create the state of a new run and the transition that releases its entry nodes."""
+    graph = plan.graph
+    state = RunState(
+        plan=plan,
+        status=RunStatus.RUNNING,
+        nodes=[NodeStatus.PENDING] * len(graph.nodes),
+        remaining=[node.predecessors for node in graph.nodes],
+        created_at=now,
+        updated_at=now,
+    )
+    releases = tuple(Release(n.id, n.delay_ms) for n in graph.entry_nodes())
+    transition = Transition(
+        nodes={r.node_id: _released_status(r) for r in releases},
+        releases=releases,
+    )
+    if not graph.nodes:
+        transition = Transition(status=RunStatus.SUCCEEDED, callback="success", finished=True)
+    return state, transition
+
+
+def plan_begin(state: RunState, node_id: int) -> tuple[Begin, Transition]:
+    """Decide whether a fetched job of `node_id` runs, and mark it running if so."""
+    _check_node(state, node_id)
+    current = state.nodes[node_id]
+    if current is NodeStatus.SUCCEEDED or state.status is RunStatus.CANCELLED or (
+            current is NodeStatus.CANCELLED):
+        return Begin.SKIP, Transition()
+    if current is NodeStatus.RUNNING:
+        return Begin.RUN, Transition()
+    return Begin.RUN, Transition(nodes={node_id: NodeStatus.RUNNING})
+
+
+def plan_complete(state: RunState, node_id: int) -> Transition:
+    """Node `node_id` succeeded: count it once, release the successors whose barrier hit zero."""
+    _check_node(state, node_id)
+    if state.nodes[node_id] is NodeStatus.SUCCEEDED:
+        return Transition()  # idempotent: a redelivered step counts once
+    nodes = {node_id: NodeStatus.SUCCEEDED}
+    return _finish_node(state, node_id, nodes)
+
+
+def plan_fail(state: RunState, node_id: int) -> Transition:
+    """Node `node_id` died: mark the run failed and its dependants skipped (unless allowed)."""
+    _check_node(state, node_id)
+    if state.nodes[node_id] in (NodeStatus.SUCCEEDED, NodeStatus.DEAD):
+        return Transition()
+    graph_node = state.plan.graph.nodes[node_id]
+    nodes = {node_id: NodeStatus.DEAD}
+    if graph_node.allow_failure:
+        return _finish_node(state, node_id, nodes)
+    for descendant in state.plan.graph.descendants(node_id):
+        if state.nodes[descendant] is NodeStatus.PENDING:
+            nodes[descendant] = NodeStatus.SKIPPED
+    if state.status is RunStatus.RUNNING:
+        fire = None if state.failure_fired else "failure"
+        return Transition(nodes=nodes, status=RunStatus.FAILED, callback=fire,
+                          finished=_all_done(state, nodes))
+    return Transition(nodes=nodes, finished=state.finished_at is None and _all_done(state, nodes))
+
+
+def plan_revive(state: RunState, node_id: int) -> Transition:
+    """A dead node is retried by hand: queue it again and un-skip what only it blocked."""
+    _check_node(state, node_id)
+    if state.nodes[node_id] is not NodeStatus.DEAD or state.status is RunStatus.CANCELLED:
+        return Transition()
+    nodes = {node_id: NodeStatus.QUEUED}
+    nodes.update(_unskip(state, nodes))
+    status = RunStatus.RUNNING if not _blocking_dead(state, nodes) else None
+    return Transition(nodes=nodes, status=status)
+
+
+def plan_cancel(state: RunState) -> Transition:
+    """Cancel a run: nodes not yet running are cancelled; running ones finish but release nothing."""
+    if state.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
+        return Transition()
+    stoppable = (NodeStatus.PENDING, NodeStatus.QUEUED, NodeStatus.SCHEDULED, NodeStatus.SKIPPED)
+    nodes = {i: NodeStatus.CANCELLED for i, s in enumerate(state.nodes) if s in stoppable}
+    return Transition(nodes=nodes, status=RunStatus.CANCELLED, finished=True)
+
+
+def apply(state: RunState, transition: Transition, now: float) -> None:
+    """Write `transition` into `state` (the adapter's half of plan + apply)."""
+    for node_id, status in transition.nodes.items():
+        state.nodes[node_id] = status
+    for node_id, count in transition.remaining.items():
+        state.remaining[node_id] = count
+    if transition.status is not None:
+        state.status = transition.status
+    if transition.callback == "failure":
+        state.failure_fired = True
+    if transition.finished:
+        state.finished_at = now
+    elif transition.status is RunStatus.RUNNING:
+        state.finished_at = None
+    state.updated_at = now
+
+
+def _finish_node(state: RunState, node_id: int, nodes: dict[int, NodeStatus]) -> Transition:
+    """Shared tail of success and allowed failure: decrement successors, release, settle."""
+    graph = state.plan.graph
+    was_blocking = state.nodes[node_id] is NodeStatus.DEAD and not graph.nodes[node_id].allow_failure
+    remaining: dict[int, int] = {}
+    releases: list[Release] = []
+    cancelled = state.status is RunStatus.CANCELLED
+    for succ in graph.nodes[node_id].successors:
+        count = state.remaining[succ] - 1
+        if count < 0:
+            raise WorkflowError(
+                f"run {state.plan.run_id}: node {succ} barrier went below zero; run state is "
+                "corrupt")
+        remaining[succ] = count
+        if count == 0 and not cancelled:
+            release = Release(succ, graph.nodes[succ].delay_ms)
+            releases.append(release)
+            nodes[succ] = _released_status(release)
+    if was_blocking:
+        for unskipped, status in _unskip(state, nodes).items():
+            nodes.setdefault(unskipped, status)
+    if cancelled:
+        return Transition(nodes=nodes, remaining=remaining)
+    run_status: RunStatus | None = None
+    callback: str | None = None
+    finished = False
+    merged = [nodes.get(i, s) for i, s in enumerate(state.nodes)]
+    if all(s is NodeStatus.SUCCEEDED or (s is NodeStatus.DEAD and graph.nodes[i].allow_failure)
+           for i, s in enumerate(merged)):
+        run_status, callback, finished = RunStatus.SUCCEEDED, "success", True
+    elif state.status is RunStatus.FAILED and not _blocking_dead(state, nodes):
+        run_status = RunStatus.RUNNING
+    elif state.status is RunStatus.FAILED and _all_done(state, nodes):
+        finished = state.finished_at is None
+    return Transition(nodes=nodes, remaining=remaining, releases=tuple(releases),
+                      status=run_status, callback=callback, finished=finished)
+
+
+def _released_status(release: Release) -> NodeStatus:
+    return NodeStatus.SCHEDULED if release.delay_ms > 0 else NodeStatus.QUEUED
+
+
+def _blocking_dead(state: RunState, changes: dict[int, NodeStatus]) -> set[int]:
+    graph = state.plan.graph
+    return {
+        i for i, s in enumerate(state.nodes)
+        if changes.get(i, s) is NodeStatus.DEAD and not graph.nodes[i].allow_failure
+    }
+
+
+def _unskip(state: RunState, changes: dict[int, NodeStatus]) -> dict[int, NodeStatus]:
+    """Skipped nodes that no blocking dead node reaches any more go back to pending."""
+    still_blocked: set[int] = set()
+    for dead in _blocking_dead(state, changes):
+        still_blocked |= state.plan.graph.descendants(dead)
+    return {
+        i: NodeStatus.PENDING for i, s in enumerate(state.nodes)
+        if changes.get(i, s) is NodeStatus.SKIPPED and i not in still_blocked
+    }
+
+
+def _all_done(state: RunState, changes: dict[int, NodeStatus]) -> bool:
+    return all(changes.get(i, s) in _DONE for i, s in enumerate(state.nodes))
+
+
+def _check_node(state: RunState, node_id: int) -> None:
+    if not 0 <= node_id < len(state.nodes):
+        raise WorkflowError(
+            f"run {state.plan.run_id} has no node {node_id} (it has {len(state.nodes)} nodes)")

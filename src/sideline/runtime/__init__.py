@@ -1,0 +1,1 @@
+"""The application layer: client, worker, middleware and workflows, written against the ports."""

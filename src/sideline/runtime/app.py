@@ -1,0 +1,200 @@
+"""App: the registry of declared jobs, the backend, middleware, and the client API."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, overload
+
+import attrs
+
+from sideline.adapters.memory import MemoryBackend
+from sideline.core.clock import Clock, RandomSource
+from sideline.core.errors import ConfigurationError
+from sideline.core.jobs import JobOptions, JobSpec, Registry, normalize_retry
+from sideline.core.payload import Payload, check_json_native
+from sideline.core.ports import Backend
+from sideline.core.retry import RetryIn
+from sideline.runtime import workflows
+from sideline.runtime._env import SystemClock, new_id, system_random
+from sideline.runtime.jobs import Job
+from sideline.runtime.middleware import ClientMiddleware, ServerMiddleware, run_client_chain
+from sideline.runtime.testing import drain
+from sideline.runtime.worker import Worker
+from sideline.runtime.workflows import RunInfo
+
+__all__ = ["App", "DeathHandler", "TestingMode"]
+
+TestingMode = Literal["inline", "collect"]
+DeathHandler = Callable[[Payload, BaseException], None]
+"""Called with the dead payload and the last error when a job exhausts its retries."""
+
+
+class App:
+    """A sideline application: declare jobs on it, enqueue them, run workers for it.
+
+    Args:
+        backend: where jobs and runs live; the embedded MemoryBackend by default.
+        testing: None for real workers; "inline" runs every pushed job at once in the
+            pushing thread; "collect" keeps pushed jobs until `drain()` runs them.
+        clock, random: injected time and randomness (tests pass fakes).
+        run_ttl_s: how long a workflow run's state lives after its last change.
+    """
+
+    def __init__(self, backend: Backend | None = None, *, testing: TestingMode | None = None,
+                 clock: Clock | None = None, random: RandomSource | None = None,
+                 run_ttl_s: int = 7 * 24 * 3600) -> None:
+        if testing not in (None, "inline", "collect"):
+            raise ConfigurationError(f"testing must be None, 'inline' or 'collect', got {testing!r}")
+        self.backend: Backend = backend if backend is not None else MemoryBackend()
+        self.testing = testing
+        self.clock: Clock = clock or SystemClock()
+        self.random: RandomSource = random or system_random()
+        self.run_ttl_s = run_ttl_s
+        self.registry = Registry()
+        self.client_middleware: list[ClientMiddleware] = []
+        self.server_middleware: list[ServerMiddleware] = []
+        self.death_handlers: list[DeathHandler] = []
+        self.exhausted_hooks: dict[str, DeathHandler] = {}
+        self._draining = threading.local()
+
+    # -- declaring jobs --------------------------------------------------------------------
+
+    @overload
+    def job(self, func: Callable[..., Any], /) -> Job[Any, Any]: ...
+
+    @overload
+    def job(self, func: None = None, /, *, name: str | None = None, queue: str = "default",
+            retry: bool | int = True, retry_in: RetryIn | None = None, dead: bool = True,
+            unique_for: float | None = None, timeout: float | None = None,
+            tags: Sequence[str] = (), on_exhausted: DeathHandler | None = None,
+            ) -> Callable[[Callable[..., Any]], Job[Any, Any]]: ...
+
+    def job(self, func: Callable[..., Any] | None = None, /, *, name: str | None = None,
+            queue: str = "default", retry: bool | int = True, retry_in: RetryIn | None = None,
+            dead: bool = True, unique_for: float | None = None, timeout: float | None = None,
+            tags: Sequence[str] = (), on_exhausted: DeathHandler | None = None,
+            ) -> Job[Any, Any] | Callable[[Callable[..., Any]], Job[Any, Any]]:
+        """Declare a job: a function, or a class whose instances have `perform(...)`.
+
+        Args:
+            name: registry name (default: module.qualname of the function or class).
+            queue: the queue it is pushed to.
+            retry: True (25 retries), False (none) or a retry count.
+            retry_in: (retry_count, error) -> seconds, overriding the default backoff.
+            dead: whether a job out of retries goes to the dead set (else it is dropped).
+            unique_for: seconds of uniqueness (recorded; enforced by the Redis backend).
+            timeout: seconds (recorded in the payload for middleware to enforce).
+            tags: labels shown in the dashboard.
+            on_exhausted: called with (payload, error) when retries are exhausted.
+        """
+
+        def declare(target: Callable[..., Any]) -> Job[Any, Any]:
+            if isinstance(target, type) and not callable(getattr(target, "perform", None)):
+                raise ConfigurationError(f"job class {target.__qualname__} needs a perform() method")
+            options = JobOptions(queue=queue, retry=normalize_retry(retry), retry_in=retry_in,
+                                 dead=dead, unique_for_s=unique_for, timeout_s=timeout,
+                                 tags=tuple(tags))
+            job_name = name or f"{target.__module__}.{target.__qualname__}"
+            spec = JobSpec(job_name, target, options)
+            self.registry.add(spec)
+            if on_exhausted is not None:
+                self.exhausted_hooks[job_name] = on_exhausted
+            return Job(self, spec)
+
+        return declare(func) if func is not None else declare
+
+    def perform(self, spec: JobSpec, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Call a job's code directly in this thread (no retries, no middleware)."""
+        if isinstance(spec.func, type):
+            return spec.func().perform(*args, **kwargs)
+        return spec.func(*args, **kwargs)
+
+    # -- pushing jobs ----------------------------------------------------------------------
+
+    def build_payload(self, name: str, args: Sequence[Any], kwargs: dict[str, Any],
+                      **fields: Any) -> Payload:
+        """A payload for declared job `name`, with its options; arguments checked JSON-native.
+
+        Raises:
+            UnknownJob: `name` was not declared.
+            SerializationError: an argument is not JSON-native (the message names it).
+        """
+        spec = self.registry.get(name)
+        for index, arg in enumerate(args):
+            check_json_native(arg, f"{name} argument {index}")
+        for key, value in kwargs.items():
+            check_json_native(value, f"{name} keyword argument {key!r}")
+        options = spec.options
+        fields.setdefault("jid", new_id())
+        fields.setdefault("queue", options.queue)
+        fields.setdefault("created_at", self.clock.now())
+        return Payload(name=name, args=list(args), kwargs=dict(kwargs), retry=options.retry,
+                       dead=options.dead, timeout_s=options.timeout_s, tags=list(options.tags),
+                       **fields)
+
+    def enqueue(self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+                *, at: float | None = None, queue: str | None = None) -> str | None:
+        """Push declared job `name` now (or at `at`); return its jid, None if middleware dropped it."""
+        extra = {"queue": queue} if queue is not None else {}
+        payload = run_client_chain(self.client_middleware,
+                                   self.build_payload(name, args, kwargs or {}, **extra))
+        if payload is None:
+            return None
+        now = self.clock.now()
+        if at is not None and at > now:
+            self.backend.schedule(payload, at)
+        else:
+            self.backend.push([attrs.evolve(payload, enqueued_at=now)])
+        self.after_push()
+        return payload.jid
+
+    def enqueue_bulk(self, name: str, arg_lists: Iterable[Sequence[Any]]) -> list[str]:
+        """Push many jobs of one kind in a single backend call; return the pushed jids."""
+        now = self.clock.now()
+        payloads = []
+        for args in arg_lists:
+            payload = run_client_chain(self.client_middleware, self.build_payload(name, args, {}))
+            if payload is not None:
+                payloads.append(attrs.evolve(payload, enqueued_at=now))
+        self.backend.push(payloads)
+        self.after_push()
+        return [p.jid for p in payloads]
+
+    def after_push(self) -> None:
+        """In inline testing mode, run what was just pushed (not re-entrantly)."""
+        if self.testing == "inline" and not getattr(self._draining, "active", False):
+            self.drain()
+
+    # -- workflows and workers -------------------------------------------------------------
+
+    def status(self, run_id: str) -> RunInfo:
+        """The run's status and every node's status (raises RunExpired if it is gone)."""
+        return workflows.status(self, run_id)
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a run; False if it had already ended."""
+        return workflows.cancel(self, run_id)
+
+    def wait(self, run_id: str, timeout_s: float = 30.0) -> RunInfo:
+        """Block until the run finishes; raise TimeoutError after `timeout_s`."""
+        return workflows.wait(self, run_id, timeout_s)
+
+    def worker(self, **options: Any) -> Worker:
+        """A Worker for this app (not started); options as for Worker."""
+        return Worker(self, **options)
+
+    # -- testing helpers -------------------------------------------------------------------
+
+    def drain(self, *, run_scheduled: bool = True, raise_errors: bool = False) -> int:
+        """Run queued jobs in this thread until nothing is left; return how many ran.
+
+        With `run_scheduled`, scheduled jobs and retries are run too, earliest first,
+        as if their time had come (no real waiting). With `raise_errors`, the first
+        error a job raised is re-raised here once the queues are empty.
+        """
+        self._draining.active = True
+        try:
+            return drain(self, run_scheduled=run_scheduled, raise_errors=raise_errors)
+        finally:
+            self._draining.active = False

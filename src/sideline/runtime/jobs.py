@@ -1,0 +1,53 @@
+"""The object `@app.job` returns: still callable, plus ways to enqueue it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from sideline.core.jobs import JobSpec, Signature
+
+if TYPE_CHECKING:
+    from sideline.runtime.app import App
+
+__all__ = ["Job"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Job(Generic[P, R]):
+    """A declared job. Call it to run it here and now; `enqueue*` to run it on a worker."""
+
+    def __init__(self, app: App, spec: JobSpec) -> None:
+        self.app = app
+        self.spec = spec
+        self.name = spec.name
+        self.__doc__ = getattr(spec.func, "__doc__", None)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = self.app.perform(self.spec, list(args), dict(kwargs))
+        return result
+
+    def __repr__(self) -> str:
+        return f"<Job {self.name} queue={self.spec.options.queue}>"
+
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
+        """A signature of this job with these arguments: a workflow step."""
+        return Signature(self.name, tuple(args), dict(kwargs), app=self.app)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
+        """Push the job now; return its jid (None if client middleware dropped it)."""
+        return self.app.enqueue(self.name, args, kwargs)
+
+    def enqueue_in(self, delay_s: float, *args: Any, **kwargs: Any) -> str | None:
+        """Push the job to run `delay_s` seconds from now."""
+        return self.app.enqueue(self.name, args, kwargs, at=self.app.clock.now() + delay_s)
+
+    def enqueue_at(self, at: float, *args: Any, **kwargs: Any) -> str | None:
+        """Push the job to run at `at` (seconds since the epoch)."""
+        return self.app.enqueue(self.name, args, kwargs, at=at)
+
+    def enqueue_bulk(self, arg_lists: Iterable[Sequence[Any]]) -> list[str]:
+        """Push one job per argument list in a single backend call; return the jids."""
+        return self.app.enqueue_bulk(self.name, arg_lists)

@@ -1,0 +1,195 @@
+"""Worker: N threads fetching and performing jobs, plus a scheduled-set poller.
+
+Fetch is blocking (the backend wakes a thread when a job arrives), so an idle
+worker does not spin. Queue order is strict (first listed first) or weighted
+(each fetch draws an order with probability proportional to the weights, as
+Sidekiq does).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from sideline.core.errors import ConfigurationError, SidelineError
+from sideline.core.jobs import check_queue_name
+from sideline.core.ports import Delivery
+from sideline.runtime._env import new_id
+from sideline.runtime.executor import process
+
+if TYPE_CHECKING:
+    from sideline.runtime.app import App
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("sideline.worker")
+
+
+class Worker:
+    """Runs jobs of an App on `concurrency` threads until stopped.
+
+    Args:
+        app: the application whose jobs run here.
+        concurrency: number of job threads.
+        queues: queue names in priority order (strict), or a mapping name -> weight.
+        worker_id: this worker's id (default: host:pid:random).
+        fetch_timeout_s: how long a blocking fetch waits before re-checking for stop.
+        poll_interval_s: the longest the scheduled-set poller sleeps between passes.
+        shutdown_timeout_s: on stop, how long to wait for running jobs before pushing
+            them back to their queues.
+    """
+
+    def __init__(self, app: App, *, concurrency: int = 10,
+                 queues: Sequence[str] | Mapping[str, int] = ("default",),
+                 worker_id: str | None = None, fetch_timeout_s: float = 1.0,
+                 poll_interval_s: float = 0.1, shutdown_timeout_s: float = 25.0) -> None:
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
+        self.app = app
+        self.concurrency = concurrency
+        self.weights: dict[str, int] = (
+            {check_queue_name(q): int(w) for q, w in queues.items()}
+            if isinstance(queues, Mapping) else {check_queue_name(q): 0 for q in queues})
+        if not self.weights:
+            raise ConfigurationError("a worker needs at least one queue")
+        if any(w < 0 for w in self.weights.values()):
+            raise ConfigurationError(f"queue weights must be >= 0, got {self.weights}")
+        self.strict = all(w == 0 for w in self.weights.values())
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
+        self.fetch_timeout_s = fetch_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self._quiet = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._busy: dict[int, Delivery] = {}
+        self._busy_lock = threading.Lock()
+        self.processed = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Worker:
+        """Start the job threads and the poller; return self."""
+        if self._threads:
+            raise ConfigurationError("worker already started")
+        for index in range(self.concurrency):
+            thread = threading.Thread(target=self._work, name=f"sideline-{index}", daemon=True)
+            self._threads.append(thread)
+        self._threads.append(threading.Thread(target=self._poll, name="sideline-poller",
+                                              daemon=True))
+        for thread in self._threads:
+            thread.start()
+        log.info("worker %s started: %d threads, queues %s", self.worker_id, self.concurrency,
+                 list(self.weights))
+        return self
+
+    def quiet(self) -> None:
+        """Stop fetching new jobs; running jobs finish (Sidekiq's TSTP)."""
+        self._quiet.set()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop fetching, wait up to `timeout_s` for running jobs, push back the rest."""
+        timeout = self.shutdown_timeout_s if timeout_s is None else timeout_s
+        self._quiet.set()
+        self._stop.set()
+        deadline = threading.Event()
+        timer = threading.Timer(timeout, deadline.set)
+        timer.start()
+        try:
+            for thread in self._threads:
+                while thread.is_alive() and not deadline.is_set():
+                    thread.join(0.05)
+        finally:
+            timer.cancel()
+        with self._busy_lock:
+            unfinished = list(self._busy.values())
+            self._busy.clear()
+        for delivery in unfinished:
+            log.warning("pushing back unfinished job from %s: %.120s", delivery.queue,
+                        delivery.raw)
+            self.app.backend.requeue(self.worker_id, delivery)
+        self._threads = []
+        log.info("worker %s stopped", self.worker_id)
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def busy(self) -> int:
+        """How many jobs are running now."""
+        with self._busy_lock:
+            return len(self._busy)
+
+    # -- loops -----------------------------------------------------------------------------
+
+    def queue_order(self) -> list[str]:
+        """The order to try queues in for the next fetch."""
+        if self.strict:
+            return list(self.weights)
+        remaining = {q: w for q, w in self.weights.items() if w > 0}
+        order: list[str] = []
+        while remaining:
+            chosen = _weighted_pick(remaining, self.app.random.random())
+            order.append(chosen)
+            del remaining[chosen]
+        return order + [q for q, w in self.weights.items() if w == 0]
+
+    def _work(self) -> None:
+        ident = threading.get_ident()
+        backend = self.app.backend
+        while not self._quiet.is_set():
+            try:
+                delivery = backend.fetch(self.worker_id, self.queue_order(), self.fetch_timeout_s)
+            except SidelineError:
+                log.exception("fetch failed; retrying in 1 s")
+                self._stop.wait(1.0)
+                continue
+            if delivery is None:
+                continue
+            with self._busy_lock:
+                self._busy[ident] = delivery
+            try:
+                process(self.app, self.worker_id, delivery)
+            except SidelineError:
+                # The backend failed while settling: the job stays in this worker's
+                # in-progress list, where recovery finds it. Nothing is lost.
+                log.exception("could not settle job from %s; left for recovery", delivery.queue)
+            finally:
+                with self._busy_lock:
+                    self._busy.pop(ident, None)
+                    self.processed += 1
+
+    def _poll(self) -> None:
+        backend = self.app.backend
+        while not self._stop.is_set():
+            now = self.app.clock.now()
+            try:
+                backend.move_due(now)
+                due = backend.next_due()
+            except SidelineError:
+                log.exception("scheduled-set poll failed")
+                due = None
+            wait_s = self.poll_interval_s if due is None else min(
+                self.poll_interval_s, max(0.0, due - self.app.clock.now()))
+            self._stop.wait(wait_s)
+
+
+def _weighted_pick(weights: Mapping[str, int], draw: float) -> str:
+    """The key whose cumulative weight interval contains draw * total (draw in [0, 1))."""
+    pick = draw * sum(weights.values())
+    last = ""
+    for name, weight in weights.items():
+        last = name
+        pick -= weight
+        if pick < 0:
+            return name
+    return last  # float rounding at the top of the range
