@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from sideline.demo import run_demo
+
 __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sideline.demo import run_demo
-
     failed = False
     for label, info, problems in run_demo(concurrency=args.concurrency):
         print(f"{label}  run {info.run_id}: {info.status}")

@@ -155,6 +155,9 @@ class Worker:
                 continue
             if delivery is None:
                 continue
+            if self._quiet.is_set():  # fetched while stopping: hand it straight back
+                backend.requeue(self.worker_id, delivery)
+                break
             with self._busy_lock:
                 self._busy[ident] = delivery
             try:
