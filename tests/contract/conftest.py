@@ -1,28 +1,31 @@
-"""The adapters every contract suite runs against.
+"""The adapters every contract suite runs against: memory, fakeredis and a real Redis.
 
-Each backend fixture yields a fresh, empty backend. New adapters join by adding
-a parameter here; a behaviour that differs between adapters is a bug in one.
+Each backend fixture yields a fresh, empty backend (the Redis ones in a namespace of
+their own, deleted afterwards). A behaviour that differs between adapters is a bug
+in one of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from sideline.adapters.memory import MemoryBackend
 from sideline.core.ports import Backend
+from tests.support import fake_redis_backend, real_redis_backend
 
-ADAPTERS = ["memory"]
+ADAPTERS = ["memory", "fakeredis", pytest.param("redis", marks=pytest.mark.redis)]
 
 
-def make_backend(kind: str, **options: int) -> Iterator[Backend]:
+def make_backend(kind: str, **options: Any) -> Iterator[Backend]:
     if kind == "memory":
-        backend = MemoryBackend(**options)
-        yield backend
-        backend.close()
-        return
-    raise AssertionError(f"unknown adapter {kind}")  # pragma: no cover
+        yield MemoryBackend(**options)
+    elif kind == "fakeredis":
+        yield from fake_redis_backend(**options)
+    else:
+        yield from real_redis_backend(**options)
 
 
 @pytest.fixture(params=ADAPTERS)

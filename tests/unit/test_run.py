@@ -155,3 +155,13 @@ def test_begin_skips_a_node_that_already_succeeded() -> None:
 
 def plan_begin_transition(state: RunState, node_id: int) -> object:
     return plan_begin(state, node_id)[1]
+
+
+def test_allowed_failure_retried_by_hand_does_not_release_successors_twice() -> None:
+    state = new_run(Chain(sig("A", allow_failure=True), sig("B")))
+    step(state, plan_fail, 0)
+    assert step(state, plan_revive, 0).noop  # type: ignore[attr-defined]
+    late = step(state, plan_complete, 0)
+    assert late.releases == ()  # type: ignore[attr-defined]
+    assert state.nodes[0] is S
+    assert state.remaining[1] == 0

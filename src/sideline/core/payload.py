@@ -17,7 +17,7 @@ from cattrs.gen import make_dict_unstructure_fn, override
 
 from sideline.core.errors import PayloadError, SerializationError
 
-__all__ = ["Payload", "check_json_native", "decode", "encode"]
+__all__ = ["Payload", "bump_recoveries", "check_json_native", "decode", "encode"]
 
 
 @attrs.frozen
@@ -90,6 +90,16 @@ def decode(raw: str | bytes) -> Payload:
         detail = "; ".join(cattrs.transform_error(exc)) if isinstance(
             exc, cattrs.BaseValidationError) else str(exc)
         raise PayloadError(f"payload has invalid fields ({detail}): {_preview(raw)}") from exc
+
+
+def bump_recoveries(raw: str) -> str:
+    """The payload text with `recoveries` one higher; text that is not a payload is kept as is
+    (the worker that fetches it again sends it to the dead set with the parse error)."""
+    try:
+        payload = decode(raw)
+    except PayloadError:
+        return raw
+    return encode(attrs.evolve(payload, recoveries=payload.recoveries + 1))
 
 
 def check_json_native(value: Any, where: str) -> None:

@@ -7,7 +7,7 @@ seconds since the epoch and are always passed in (the core has no clock).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -18,9 +18,11 @@ from sideline.core.run import Begin, RunState, Transition
 __all__ = [
     "Backend",
     "Delivery",
+    "InstanceRegistry",
     "QueuePort",
     "ScheduleStore",
     "SortedEntry",
+    "WorkerInfo",
     "WorkflowStore",
 ]
 
@@ -51,6 +53,10 @@ class QueuePort(Protocol):
     def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float) -> Delivery | None:
         """Move the oldest job of the first non-empty queue (in the given order) into the
         worker's in-progress list and return it; wait up to `timeout_s` for one."""
+        ...
+
+    def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int) -> list[Delivery]:
+        """Like `fetch` without waiting, moving up to `limit` jobs in one call."""
         ...
 
     def ack(self, worker_id: str, delivery: Delivery) -> None:
@@ -111,6 +117,45 @@ class ScheduleStore(Protocol):
         ...
 
 
+@attrs.frozen
+class WorkerInfo:
+    """A registered worker process and whether its heartbeat is still fresh."""
+
+    worker_id: str
+    alive: bool
+    expires_at: float
+    info: dict[str, str]
+
+
+class InstanceRegistry(Protocol):
+    """Worker heartbeats, the recovery of dead workers' jobs, and named locks."""
+
+    def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float, now: float) -> None:
+        """Register the worker as alive until now + ttl_s, with descriptive `info`."""
+        ...
+
+    def workers(self, now: float) -> list[WorkerInfo]:
+        """Every registered worker, alive or not."""
+        ...
+
+    def forget_worker(self, worker_id: str) -> None:
+        """Remove a worker from the registry (after its jobs were recovered)."""
+        ...
+
+    def recover(self, worker_id: str) -> int:
+        """Move every job in the worker's in-progress lists back to the head of its queue,
+        one atomic move per job, adding one to each payload's `recoveries`; return the count."""
+        ...
+
+    def acquire_lock(self, name: str, ttl_s: float, now: float) -> str | None:
+        """Take lock `name` for ttl_s seconds; return its token, or None if someone holds it."""
+        ...
+
+    def release_lock(self, name: str, token: str) -> bool:
+        """Release lock `name` only if `token` still holds it (compare-and-delete)."""
+        ...
+
+
 class WorkflowStore(Protocol):
     """Run state: created, advanced, failed and cancelled atomically with the pushes they cause."""
 
@@ -159,7 +204,7 @@ class WorkflowStore(Protocol):
         ...
 
 
-class Backend(QueuePort, ScheduleStore, WorkflowStore, Protocol):
+class Backend(QueuePort, ScheduleStore, WorkflowStore, InstanceRegistry, Protocol):
     """Everything the runtime needs: one object per adapter implements every port."""
 
     def close(self) -> None:

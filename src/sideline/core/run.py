@@ -162,6 +162,8 @@ def plan_complete(state: RunState, node_id: int) -> Transition:
     if state.nodes[node_id] is NodeStatus.SUCCEEDED:
         return Transition()  # idempotent: a redelivered step counts once
     nodes = {node_id: NodeStatus.SUCCEEDED}
+    if state.nodes[node_id] is NodeStatus.DEAD and state.plan.graph.nodes[node_id].allow_failure:
+        return Transition(nodes=nodes)  # its successors were released when it died
     return _finish_node(state, node_id, nodes)
 
 
@@ -187,8 +189,9 @@ def plan_fail(state: RunState, node_id: int) -> Transition:
 def plan_revive(state: RunState, node_id: int) -> Transition:
     """A dead node is retried by hand: queue it again and un-skip what only it blocked."""
     _check_node(state, node_id)
-    if state.nodes[node_id] is not NodeStatus.DEAD or state.status is RunStatus.CANCELLED:
-        return Transition()
+    if state.nodes[node_id] is not NodeStatus.DEAD or state.status is RunStatus.CANCELLED or (
+            state.plan.graph.nodes[node_id].allow_failure):
+        return Transition()  # an allowed failure already let its successors run
     nodes = {node_id: NodeStatus.QUEUED}
     nodes.update(_unskip(state, nodes))
     status = RunStatus.RUNNING if not _blocking_dead(state, nodes) else None

@@ -41,7 +41,12 @@ class Workflow:
         if found is None:
             raise WorkflowError("Workflow needs an app: pass app=..., or build steps with job.s()")
         self.app: App = found
-        self.graph: Graph = compile(tree)
+        compiled = compile(tree)
+        registry = self.app.registry
+        # Resolve each node's queue now: an unknown job fails here, and status shows queues.
+        self.graph: Graph = Graph(tuple(
+            attrs.evolve(node, queue=node.queue or registry.get(node.job).options.queue)
+            for node in compiled.nodes))
         self.on_success = on_success
         self.on_failure = on_failure
         self.ttl_s = ttl_s if ttl_s is not None else self.app.run_ttl_s
@@ -54,7 +59,7 @@ class Workflow:
         payloads = tuple(
             encode(app.build_payload(node.job, node.args, node.kwargs, jid=f"{run_id}.{node.id}",
                                      run_id=run_id, node_id=node.id, created_at=now,
-                                     **({"queue": node.queue} if node.queue else {})))
+                                     queue=node.queue))
             for node in self.graph.nodes
         )
         plan = RunPlan(run_id, self.graph, payloads, self._callback(run_id, "success", now),

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import copy
 import threading
+import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import attrs
 
 from sideline.adapters.memory.faults import FaultPlan
 from sideline.core.dispatch import outgoing
-from sideline.core.errors import PayloadError, RunExpired, WorkflowError
-from sideline.core.payload import Payload, decode, encode
-from sideline.core.ports import Delivery, SortedEntry
+from sideline.core.errors import RunExpired, WorkflowError
+from sideline.core.payload import Payload, bump_recoveries, decode, encode
+from sideline.core.ports import Delivery, SortedEntry, WorkerInfo
 from sideline.core.run import (
     Begin,
     RunState,
@@ -60,9 +61,11 @@ class MemoryBackend:
         self._lock = threading.RLock()
         self._ready = threading.Condition(self._lock)
         self._queues: dict[str, deque[str]] = {}
-        self._in_progress: dict[str, list[str]] = {}
+        self._in_progress: dict[str, list[Delivery]] = {}
         self._sets: dict[str, dict[str, tuple[float, str]]] = {kind: {} for kind in _SETS}
         self._runs: dict[str, _Run] = {}
+        self._workers: dict[str, tuple[float, dict[str, str]]] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
 
     # -- internals -------------------------------------------------------------------------
 
@@ -89,8 +92,8 @@ class MemoryBackend:
 
     def _remove_in_progress(self, worker_id: str, delivery: Delivery) -> None:
         held = self._in_progress.get(worker_id)
-        if held is not None and delivery.raw in held:
-            held.remove(delivery.raw)
+        if held is not None and delivery in held:
+            held.remove(delivery)
 
     def _add_dead(self, payload: Payload, now: float) -> None:
         if not payload.dead:
@@ -142,13 +145,25 @@ class MemoryBackend:
                 found = self._take(worker_id, queues)
             return found
 
+    def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int) -> list[Delivery]:
+        """Move up to `limit` jobs into the in-progress list without waiting."""
+        self.faults.check("fetch", "before")
+        with self._lock:
+            found: list[Delivery] = []
+            while len(found) < limit:
+                delivery = self._take(worker_id, queues)
+                if delivery is None:
+                    break
+                found.append(delivery)
+            return found
+
     def _take(self, worker_id: str, queues: Sequence[str]) -> Delivery | None:
         for queue in queues:
             pending = self._queues.get(queue)
             if pending:
-                raw = pending.popleft()
-                self._in_progress.setdefault(worker_id, []).append(raw)
-                return Delivery(raw, queue)
+                delivery = Delivery(pending.popleft(), queue)
+                self._in_progress.setdefault(worker_id, []).append(delivery)
+                return delivery
         return None
 
     def ack(self, worker_id: str, delivery: Delivery) -> None:
@@ -162,28 +177,10 @@ class MemoryBackend:
             self._remove_in_progress(worker_id, delivery)
             self._push_raw(delivery.queue, delivery.raw, front=True)
 
-    def recover(self, worker_id: str) -> int:
-        """Move every job a (dead) worker holds back to its queue head; return how many.
-
-        Each recovered job's `recoveries` counter goes up by one; text that is not a
-        payload is moved back unchanged (the worker sends it to the dead set).
-        """
-        with self._op("recover"):
-            held = self._in_progress.pop(worker_id, [])
-            for raw in reversed(held):
-                try:
-                    payload = decode(raw)
-                except PayloadError:
-                    self._push_raw("default", raw, front=True)
-                    continue
-                bumped = attrs.evolve(payload, recoveries=payload.recoveries + 1)
-                self._push_raw(payload.queue, encode(bumped), front=True)
-            return len(held)
-
     def in_progress(self, worker_id: str) -> list[str]:
         """The raw jobs in a worker's in-progress list."""
         with self._lock:
-            return list(self._in_progress.get(worker_id, []))
+            return [d.raw for d in self._in_progress.get(worker_id, [])]
 
     def workers_with_jobs(self) -> list[str]:
         """The ids of workers whose in-progress list is not empty."""
@@ -343,6 +340,53 @@ class MemoryBackend:
         """Every stored run id (expired ones included until touched)."""
         with self._lock:
             return sorted(self._runs)
+
+    def recover(self, worker_id: str) -> int:
+        """Move every job a (dead) worker holds back to its queue head; return how many.
+
+        Each recovered job's `recoveries` counter goes up by one; text that is not a
+        payload is moved back unchanged (the worker sends it to the dead set).
+        """
+        with self._op("recover"):
+            held = self._in_progress.pop(worker_id, [])
+            for delivery in reversed(held):
+                self._push_raw(delivery.queue, bump_recoveries(delivery.raw), front=True)
+            return len(held)
+
+    def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float, now: float) -> None:
+        """Register the worker as alive until now + ttl_s."""
+        with self._op("heartbeat"):
+            self._workers[worker_id] = (now + ttl_s, dict(info))
+
+    def workers(self, now: float) -> list[WorkerInfo]:
+        """Every registered worker, alive or not."""
+        with self._lock:
+            return [WorkerInfo(w, expires > now, expires, dict(info))
+                    for w, (expires, info) in sorted(self._workers.items())]
+
+    def forget_worker(self, worker_id: str) -> None:
+        """Remove a worker from the registry."""
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    def acquire_lock(self, name: str, ttl_s: float, now: float) -> str | None:
+        """Take lock `name` unless a live holder has it."""
+        with self._lock:
+            held = self._locks.get(name)
+            if held is not None and held[1] > now:
+                return None
+            token = uuid.uuid4().hex
+            self._locks[name] = (token, now + ttl_s)
+            return token
+
+    def release_lock(self, name: str, token: str) -> bool:
+        """Release lock `name` if `token` holds it."""
+        with self._lock:
+            held = self._locks.get(name)
+            if held is None or held[0] != token:
+                return False
+            del self._locks[name]
+            return True
 
     def close(self) -> None:
         """Nothing to release: the memory backend owns no connection."""

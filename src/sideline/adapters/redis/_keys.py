@@ -1,0 +1,47 @@
+"""Key names: every key of a namespace carries the hash tag {namespace} (one Cluster slot)."""
+
+from __future__ import annotations
+
+import re
+
+from sideline.core.errors import ConfigurationError
+
+__all__ = ["Keys"]
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class Keys:
+    """Builds the keys of one namespace.
+
+    Layout (P = "{namespace}:"):
+        P queues                       set of queue names
+        P queue:<q>                    list, FIFO (RPUSH tail, LMOVE from the head)
+        P wake:<q>                     list of wake tokens for blocked fetchers
+        P inprogress:<worker>:<q>      list of jobs a worker fetched from <q>
+        P schedule | retry | dead      sorted sets of jids by time
+        P <set>:jobs                   hash jid -> "queue|payload"
+        P run:<id>[:nodes|:remaining|:graph|:payloads]   a workflow run's state
+        P workers, P worker:<id>       heartbeats and worker info
+        P lock:<name>                  named locks
+    """
+
+    def __init__(self, namespace: str) -> None:
+        if not _NAMESPACE.match(namespace):
+            raise ConfigurationError(
+                f"namespace {namespace!r} is invalid: use 1-64 letters, digits, '_', '.', ':', '-'")
+        self.namespace = namespace
+        self.prefix = f"{{{namespace}}}:"
+
+    def __call__(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def queue(self, queue: str) -> str:
+        return self("queue", queue)
+
+    def in_progress(self, worker_id: str, queue: str) -> str:
+        return self("inprogress", worker_id, queue)
+
+    def run(self, run_id: str) -> list[str]:
+        base = self("run", run_id)
+        return [base, f"{base}:nodes", f"{base}:remaining", f"{base}:graph", f"{base}:payloads"]

@@ -1,0 +1,236 @@
+"""QueuePort, ScheduleStore and InstanceRegistry on Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+
+import attrs
+
+from sideline.adapters.redis._base import RedisBase, num, translate
+from sideline.core.payload import Payload, bump_recoveries, decode, encode
+from sideline.core.ports import Delivery, SortedEntry, WorkerInfo
+
+__all__ = ["QueueOps"]
+
+_SETS = {"scheduled": "schedule", "retry": "retry", "dead": "dead"}
+
+
+def _set_key(kind: str) -> str:
+    try:
+        return _SETS[kind]
+    except KeyError:
+        raise ValueError(
+            f"set kind must be one of scheduled, retry, dead; got {kind!r}") from None
+
+
+class QueueOps(RedisBase):
+    """Queues with reliable fetch, the sorted sets, heartbeats and locks."""
+
+    # -- QueuePort -------------------------------------------------------------------------
+
+    def push(self, payloads: Sequence[Payload]) -> None:
+        """Append jobs to the tail of their queues, in one script call."""
+        if not payloads:
+            return
+        args: list[str] = [self.prefix]
+        for payload in payloads:
+            args += [payload.queue, encode(payload)]
+        with translate("push"):
+            self.scripts["push"](keys=[], args=args)
+
+    def push_raw(self, queue: str, raw: str) -> None:
+        """Append arbitrary text to a queue (tests of malformed payloads use this)."""
+        with translate("push"):
+            self.scripts["push"](keys=[], args=[self.prefix, queue, raw])
+
+    def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int) -> list[Delivery]:
+        """Move up to `limit` jobs into the worker's in-progress lists without waiting."""
+        keys: list[str] = []
+        for queue in queues:
+            keys += [self.keys.queue(queue), self.keys.in_progress(worker_id, queue)]
+        with translate("fetch"):
+            found = self.scripts["fetch"](keys=keys, args=[self.prefix, limit])
+        return [Delivery(found[i + 1], queues[int(found[i]) - 1]) for i in range(0, len(found), 2)]
+
+    def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float) -> Delivery | None:
+        """Fetch one job; when none is there, block on the queues' wake lists (BLPOP)."""
+        found = self.fetch_many(worker_id, queues, 1)
+        if found:
+            return found[0]
+        deadline = time.monotonic() + timeout_s
+        wake_keys = [self.keys("wake", queue) for queue in queues]
+        while (left := deadline - time.monotonic()) > 0:
+            with translate("fetch (blocking)"):
+                self.client.blpop(wake_keys, timeout=max(left, 0.01))
+            found = self.fetch_many(worker_id, queues, 1)
+            if found:
+                return found[0]
+        return None
+
+    def ack(self, worker_id: str, delivery: Delivery) -> None:
+        """Remove a finished job from the worker's in-progress list."""
+        with translate("ack"):
+            self.client.lrem(self.keys.in_progress(worker_id, delivery.queue), 1, delivery.raw)
+
+    def requeue(self, worker_id: str, delivery: Delivery) -> None:
+        """Put an unfinished job back at the head of its queue."""
+        with translate("requeue"):
+            self.scripts["requeue"](keys=[self.keys.in_progress(worker_id, delivery.queue)],
+                                    args=[self.prefix, delivery.queue, delivery.raw])
+
+    def in_progress(self, worker_id: str) -> list[str]:
+        """The raw jobs in a worker's in-progress lists."""
+        with translate("in_progress"):
+            pipe = self.client.pipeline(transaction=False)
+            for queue in self._queues():
+                pipe.lrange(self.keys.in_progress(worker_id, queue), 0, -1)
+            return [raw for held in pipe.execute() for raw in held]
+
+    def queue_sizes(self) -> dict[str, int]:
+        """The length of every known queue."""
+        queues = self._queues()
+        with translate("queue_sizes"):
+            pipe = self.client.pipeline(transaction=False)
+            for queue in queues:
+                pipe.llen(self.keys.queue(queue))
+            return dict(zip(queues, pipe.execute(), strict=True))
+
+    def peek(self, queue: str, limit: int = 100) -> list[str]:
+        """Up to `limit` raw jobs from the head of `queue`."""
+        with translate("peek"):
+            return list(self.client.lrange(self.keys.queue(queue), 0, limit - 1))
+
+    # -- ScheduleStore ---------------------------------------------------------------------
+
+    def schedule(self, payload: Payload, at: float) -> None:
+        """Add a job to the scheduled set."""
+        with translate("schedule"):
+            self.scripts["schedule"](keys=[], args=[self.prefix, payload.jid, num(at),
+                                                    payload.queue, encode(payload)])
+
+    def retry_later(self, worker_id: str, delivery: Delivery, payload: Payload, at: float) -> None:
+        """Ack and add the updated payload to the retry set, atomically."""
+        with translate("retry_later"):
+            self.scripts["retry_later"](
+                keys=[self.keys.in_progress(worker_id, delivery.queue)],
+                args=[self.prefix, delivery.raw, payload.jid, num(at), payload.queue,
+                      encode(payload)])
+
+    def kill(self, worker_id: str, delivery: Delivery, payload: Payload, now: float) -> None:
+        """Ack and keep the payload in the dead set, atomically."""
+        with translate("kill"):
+            self.scripts["kill"](
+                keys=[self.keys.in_progress(worker_id, delivery.queue)],
+                args=[self.prefix, delivery.raw, payload.jid, payload.queue, encode(payload),
+                      num(now), int(payload.dead), self.max_dead, num(self.dead_ttl_s)])
+
+    def move_due(self, now: float, limit: int = 1000) -> int:
+        """Move due scheduled and retry jobs to their queues."""
+        with translate("move_due"):
+            moved: int = self.scripts["move_due"](keys=[], args=[self.prefix, num(now), limit])
+            return moved
+
+    def next_due(self) -> float | None:
+        """The earliest due time in the scheduled and retry sets."""
+        with translate("next_due"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrange(self.keys("schedule"), 0, 0, withscores=True)
+            pipe.zrange(self.keys("retry"), 0, 0, withscores=True)
+            firsts = [float(items[0][1]) for items in pipe.execute() if items]
+        return min(firsts, default=None)
+
+    def entries(self, kind: str, limit: int = 100) -> list[SortedEntry]:
+        """Jobs of a set, earliest first."""
+        name = _set_key(kind)
+        with translate("entries"):
+            items = self.client.zrange(self.keys(name), 0, limit - 1, withscores=True)
+            if not items:
+                return []
+            stored = self.client.hmget(self.keys(name, "jobs"), [jid for jid, _ in items])
+        return [SortedEntry(float(score), decode(entry.split("|", 1)[1]))
+                for (_jid, score), entry in zip(items, stored, strict=True) if entry]
+
+    def delete(self, kind: str, jid: str) -> bool:
+        """Remove a job from a set."""
+        name = _set_key(kind)
+        with translate("delete"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zrem(self.keys(name), jid)
+            pipe.hdel(self.keys(name, "jobs"), jid)
+            removed, _ = pipe.execute()
+        return bool(removed)
+
+    def retry_dead(self, jid: str, now: float) -> bool:
+        """Move a dead job back to its queue, reviving its workflow node in the same step."""
+        with translate("retry_dead"):
+            entry = self.client.hget(self.keys("dead", "jobs"), jid)
+            if entry is None:
+                return False
+            payload = decode(entry.split("|", 1)[1])
+            revived = attrs.evolve(payload, enqueued_at=now, retried_at=now, dead_reason=None,
+                                   recoveries=0)
+            run_keys = self.keys.run(payload.run_id or "-")
+            node = "" if payload.node_id is None else str(payload.node_id)
+            moved = self.scripts["retry_dead"](
+                keys=run_keys, args=[self.prefix, jid, num(now), entry, node, encode(revived)])
+        return bool(moved)
+
+    # -- InstanceRegistry ------------------------------------------------------------------
+
+    def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float, now: float) -> None:
+        """Register the worker as alive until now + ttl_s."""
+        with translate("heartbeat"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zadd(self.keys("workers"), {worker_id: now + ttl_s})
+            if info:
+                pipe.hset(self.keys("worker", worker_id), mapping=dict(info))
+            pipe.expire(self.keys("worker", worker_id), max(3600, int(ttl_s * 10)))
+            pipe.execute()
+
+    def workers(self, now: float) -> list[WorkerInfo]:
+        """Every registered worker, alive or not."""
+        with translate("workers"):
+            listed = self.client.zrange(self.keys("workers"), 0, -1, withscores=True)
+            pipe = self.client.pipeline(transaction=False)
+            for worker_id, _ in listed:
+                pipe.hgetall(self.keys("worker", worker_id))
+            infos = pipe.execute()
+        return sorted((WorkerInfo(w, float(exp) > now, float(exp), dict(info))
+                       for (w, exp), info in zip(listed, infos, strict=True)),
+                      key=lambda worker: worker.worker_id)
+
+    def forget_worker(self, worker_id: str) -> None:
+        """Remove a worker from the registry."""
+        with translate("forget_worker"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zrem(self.keys("workers"), worker_id)
+            pipe.delete(self.keys("worker", worker_id))
+            pipe.execute()
+
+    def recover(self, worker_id: str) -> int:
+        """Move a dead worker's in-progress jobs back to their queues, one atomic move each."""
+        moved = 0
+        for queue in self._queues():
+            key = self.keys.in_progress(worker_id, queue)
+            with translate("recover"):
+                held = self.client.lrange(key, 0, -1)
+                for raw in reversed(held):
+                    moved += self.scripts["recover_job"](
+                        keys=[key], args=[self.prefix, queue, raw, bump_recoveries(raw)])
+        return moved
+
+    def acquire_lock(self, name: str, ttl_s: float, now: float) -> str | None:
+        """Take lock `name` (SET NX PX); None if someone holds it."""
+        token = uuid.uuid4().hex
+        with translate("acquire_lock"):
+            taken = self.client.set(self.keys("lock", name), token, nx=True,
+                                    px=max(1, int(ttl_s * 1000)))
+        return token if taken else None
+
+    def release_lock(self, name: str, token: str) -> bool:
+        """Release lock `name` only if `token` holds it (compare-and-delete)."""
+        with translate("release_lock"):
+            return bool(self.scripts["release_lock"](keys=[self.keys("lock", name)], args=[token]))
+

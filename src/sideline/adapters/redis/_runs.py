@@ -1,0 +1,188 @@
+"""WorkflowStore on Redis: each run operation is one script over the run's keys."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from sideline.adapters.redis._base import RedisBase, num, translate
+from sideline.core.dispatch import outgoing
+from sideline.core.errors import RunExpired
+from sideline.core.payload import Payload, decode, encode
+from sideline.core.ports import Delivery
+from sideline.core.run import (
+    Begin,
+    NodeStatus,
+    Release,
+    RunPlan,
+    RunState,
+    RunStatus,
+    Transition,
+    apply,
+)
+from sideline.core.workflow import Graph, Node
+
+__all__ = ["RunOps"]
+
+_SETTLED = {NodeStatus.SUCCEEDED, NodeStatus.DEAD, NodeStatus.SKIPPED, NodeStatus.CANCELLED}
+
+
+def _expired(run_id: str) -> RunExpired:
+    return RunExpired(f"run {run_id!r} has no state: it expired or never existed "
+                      "(its jobs are not treated as succeeded)")
+
+
+class RunOps(RedisBase):
+    """Workflow runs: stored once per run, advanced atomically with the pushes they cause."""
+
+    def create_run(self, state: RunState, transition: Transition, now: float) -> None:
+        """Store a new run and push its entry nodes, in one script."""
+        plan = state.plan
+        started = copy.deepcopy(state)
+        apply(started, transition, now)
+        graph = plan.graph
+        run: dict[str, Any] = {
+            "status": str(started.status), "created_at": num(started.created_at),
+            "updated_at": num(now), "expires_at": num(now + plan.ttl_s), "ttl_s": plan.ttl_s,
+            "failure_fired": int(started.failure_fired), "n": len(graph.nodes),
+            "ok": sum(s is NodeStatus.SUCCEEDED for s in started.nodes),
+            "blocking": 0,
+            "settled": sum(s in _SETTLED for s in started.nodes),
+        }
+        if started.finished_at is not None:
+            run["finished_at"] = num(started.finished_at)
+        for which, raw in (("on_success", plan.on_success), ("on_failure", plan.on_failure)):
+            if raw is not None:
+                run[which] = f"{decode(raw).queue}|{raw}"
+        pushes = [[job.payload.queue, encode(job.payload), job.payload.jid,
+                   False if job.at is None else num(job.at)]
+                  for job in outgoing(plan, transition, now)]
+        doc = {
+            "run": run,
+            "nodes": [str(s) for s in started.nodes],
+            "remaining": started.remaining,
+            "graph": [_graph_field(node, plan.node_payloads[node.id]) for node in graph.nodes],
+            "payloads": list(plan.node_payloads),
+            "push": pushes,
+        }
+        with translate("create_run"):
+            self.scripts["create_run"](keys=self.keys.run(plan.run_id),
+                                       args=[self.prefix, json.dumps(doc)])
+
+    def begin_node(self, run_id: str, node_id: int, now: float) -> Begin:
+        """Mark a node running, or say to skip it."""
+        with translate("begin_node"):
+            decision = self.scripts["begin_node"](keys=self.keys.run(run_id),
+                                                  args=[self.prefix, run_id, node_id, num(now)])
+        if decision == "expired":
+            raise _expired(run_id)
+        return Begin(decision)
+
+    def complete_node(self, worker_id: str, delivery: Delivery, run_id: str, node_id: int,
+                      now: float) -> Transition:
+        """Ack, count the node once, push what became ready: one script."""
+        keys = [*self.keys.run(run_id), self.keys.in_progress(worker_id, delivery.queue)]
+        with translate("complete_node"):
+            result = self.scripts["complete_node"](
+                keys=keys, args=[self.prefix, run_id, node_id, num(now), delivery.raw])
+        if result == "expired":
+            raise _expired(run_id)
+        return _transition(result)
+
+    def fail_node(self, worker_id: str, delivery: Delivery, payload: Payload,
+                  now: float) -> Transition:
+        """Ack, dead-set the payload, mark the node dead and the run failed: one script."""
+        run_id = payload.run_id or "-"
+        keys = [*self.keys.run(run_id), self.keys.in_progress(worker_id, delivery.queue)]
+        node = "" if payload.node_id is None else str(payload.node_id)
+        with translate("fail_node"):
+            result = self.scripts["fail_node"](
+                keys=keys,
+                args=[self.prefix, run_id, node, num(now), delivery.raw, payload.jid,
+                      payload.queue, encode(payload), int(payload.dead), self.max_dead,
+                      num(self.dead_ttl_s)])
+        return _transition(result)
+
+    def cancel_run(self, run_id: str, now: float) -> bool:
+        """Cancel a run."""
+        with translate("cancel_run"):
+            result = self.scripts["cancel_run"](keys=self.keys.run(run_id),
+                                                args=[self.prefix, run_id, num(now)])
+        if result == -1:
+            raise _expired(run_id)
+        return bool(result)
+
+    def extend_run_ttl(self, run_id: str, ttl_s: int, now: float) -> bool:
+        """Push back a run's expiry."""
+        with translate("extend_run_ttl"):
+            return bool(self.scripts["extend_run_ttl"](keys=self.keys.run(run_id),
+                                                       args=[self.prefix, ttl_s, num(now)]))
+
+    def get_run(self, run_id: str, now: float) -> RunState | None:
+        """Read a run's state (one MULTI/EXEC snapshot of its keys)."""
+        keys = self.keys.run(run_id)
+        with translate("get_run"):
+            pipe = self.client.pipeline(transaction=True)
+            for key in keys:
+                pipe.hgetall(key)
+            run, nodes, remaining, graph_fields, payloads = pipe.execute()
+        if not run or float(run["expires_at"]) <= now:
+            return None
+        count = int(run["n"])
+        graph = _graph(graph_fields, payloads, count)
+        plan = RunPlan(run_id, graph, tuple(payloads[str(i)] for i in range(count)),
+                       _callback(run.get("on_success")), _callback(run.get("on_failure")),
+                       int(run["ttl_s"]))
+        finished = run.get("finished_at")
+        return RunState(
+            plan=plan, status=RunStatus(run["status"]),
+            nodes=[NodeStatus(nodes[str(i)]) for i in range(count)],
+            remaining=[int(remaining[str(i)]) for i in range(count)],
+            created_at=float(run["created_at"]), updated_at=float(run["updated_at"]),
+            finished_at=None if finished is None else float(finished),
+            failure_fired=run.get("failure_fired") == "1")
+
+
+def _graph_field(node: Node, payload: str) -> str:
+    queue = node.queue or decode(payload).queue
+    successors = ",".join(str(s) for s in node.successors)
+    return f"{queue}|{node.delay_ms}|{int(node.allow_failure)}|{successors}"
+
+
+def _graph(fields: dict[str, str], payloads: dict[str, str], count: int) -> Graph:
+    parsed: list[tuple[str, int, bool, tuple[int, ...]]] = []
+    predecessors = [0] * count
+    for i in range(count):
+        queue, delay, allow, succ = fields[str(i)].split("|", 3)
+        successors = tuple(int(s) for s in succ.split(",") if s)
+        for s in successors:
+            predecessors[s] += 1
+        parsed.append((queue, int(delay), allow == "1", successors))
+    nodes = []
+    for i, (queue, delay_ms, allow_failure, successors) in enumerate(parsed):
+        payload = decode(payloads[str(i)])
+        nodes.append(Node(id=i, job=payload.name, args=tuple(payload.args),
+                          kwargs=dict(payload.kwargs), queue=queue, allow_failure=allow_failure,
+                          delay_ms=delay_ms, successors=successors, predecessors=predecessors[i]))
+    return Graph(tuple(nodes))
+
+
+def _callback(entry: str | None) -> str | None:
+    return None if entry is None else entry.split("|", 1)[1]
+
+
+def _transition(result: str) -> Transition:
+    data = json.loads(result)
+
+    def pairs(value: Any) -> list[list[Any]]:
+        return value if isinstance(value, list) else []  # cjson writes {} for an empty list
+
+    return Transition(
+        nodes={int(i): NodeStatus(s) for i, s in pairs(data["nodes"])},
+        remaining={int(i): int(c) for i, c in pairs(data["remaining"])},
+        releases=tuple(Release(int(i), int(d)) for i, d in pairs(data["releases"])),
+        status=RunStatus(data["status"]) if data["status"] else None,
+        callback=data["callback"] or None,
+        finished=bool(data["finished"]),
+    )

@@ -1,0 +1,240 @@
+-- _lib.lua: helpers prepended to every sideline script, so each operation stays one file.
+--
+-- P (always ARGV[1]) is the key prefix "{namespace}:". Keys a script builds from P
+-- (destination queues read from stored run data, wake lists, the sorted sets) carry
+-- the same {namespace} hash tag as the keys passed in KEYS, so every key a script
+-- touches lives in one Redis Cluster slot.
+--
+-- Sorted sets (schedule, retry, dead) hold jids scored by time; their payloads live in
+-- the hash "<set>:jobs" as "queue|payload" (queue names never contain '|').
+
+local function num(x)
+  return string.format('%.17g', x)
+end
+
+local function push_job(P, queue, raw, front)
+  if front then
+    redis.call('LPUSH', P .. 'queue:' .. queue, raw)
+  else
+    redis.call('RPUSH', P .. 'queue:' .. queue, raw)
+  end
+  redis.call('SADD', P .. 'queues', queue)
+  -- one wake token per push lets a worker blocked in BLPOP start the job at once
+  local wake = P .. 'wake:' .. queue
+  redis.call('RPUSH', wake, '1')
+  redis.call('LTRIM', wake, -16, -1)
+end
+
+-- Append "field":value to a compact JSON object. JSON decoders keep the last of
+-- duplicate keys, so the appended value wins over an older one.
+local function stamp(raw, field, value)
+  return string.sub(raw, 1, -2) .. ',"' .. field .. '":' .. value .. '}'
+end
+
+local function split_entry(entry)
+  local bar = string.find(entry, '|', 1, true)
+  return string.sub(entry, 1, bar - 1), string.sub(entry, bar + 1)
+end
+
+local function set_add(P, kind, jid, at, queue, raw)
+  redis.call('ZADD', P .. kind, at, jid)
+  redis.call('HSET', P .. kind .. ':jobs', jid, queue .. '|' .. raw)
+end
+
+local function set_remove(P, kind, jid)
+  redis.call('ZREM', P .. kind, jid)
+  redis.call('HDEL', P .. kind .. ':jobs', jid)
+end
+
+local function add_dead(P, jid, queue, raw, now, max_dead, dead_ttl)
+  set_add(P, 'dead', jid, now, queue, raw)
+  local cutoff = tonumber(now) - tonumber(dead_ttl)
+  for _, old in ipairs(redis.call('ZRANGEBYSCORE', P .. 'dead', '-inf', '(' .. num(cutoff))) do
+    set_remove(P, 'dead', old)
+  end
+  local extra = redis.call('ZCARD', P .. 'dead') - tonumber(max_dead)
+  if extra > 0 then
+    for _, old in ipairs(redis.call('ZRANGE', P .. 'dead', 0, extra - 1)) do
+      set_remove(P, 'dead', old)
+    end
+  end
+end
+
+-- ---- workflow runs: KEYS[1..5] are the run's hash, nodes, remaining, graph, payloads ----
+
+local function run_keys()
+  return {run = KEYS[1], nodes = KEYS[2], remaining = KEYS[3], graph = KEYS[4],
+          payloads = KEYS[5]}
+end
+
+local function live(R, now)
+  local expires = redis.call('HGET', R.run, 'expires_at')
+  if not expires then
+    return false
+  end
+  if tonumber(expires) <= tonumber(now) then
+    redis.call('DEL', R.run, R.nodes, R.remaining, R.graph, R.payloads)
+    return false
+  end
+  return true
+end
+
+local graph_cache = {}
+-- graph field: "queue|delay_ms|allow_failure(0/1)|succ,succ,..."
+local function gnode(R, id)
+  local cached = graph_cache[id]
+  if cached then
+    return cached
+  end
+  local raw = redis.call('HGET', R.graph, id)
+  if not raw then
+    return nil
+  end
+  local queue, delay, allow, succ = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  local succs = {}
+  for s in string.gmatch(succ, '[^,]+') do
+    succs[#succs + 1] = s
+  end
+  cached = {queue = queue, delay = tonumber(delay), allow = (allow == '1'), succ = succs}
+  graph_cache[id] = cached
+  return cached
+end
+
+local SETTLED = {succeeded = true, dead = true, skipped = true, cancelled = true}
+local changes = {}
+local remaining_changes = {}
+local releases = {}
+
+local function is_ok(status, allow)
+  return status == 'succeeded' or (status == 'dead' and allow)
+end
+
+local function flag(b)
+  return b and 1 or 0
+end
+
+-- Set a node's status, keeping the run's counters (ok, blocking, settled) in step.
+local function set_node(R, id, new)
+  local old = redis.call('HGET', R.nodes, id)
+  if old == new then
+    return
+  end
+  local allow = gnode(R, id).allow
+  local d_ok = flag(is_ok(new, allow)) - flag(is_ok(old, allow))
+  local d_block = flag(new == 'dead' and not allow) - flag(old == 'dead' and not allow)
+  local d_settled = flag(SETTLED[new]) - flag(SETTLED[old])
+  redis.call('HSET', R.nodes, id, new)
+  if d_ok ~= 0 then redis.call('HINCRBY', R.run, 'ok', d_ok) end
+  if d_block ~= 0 then redis.call('HINCRBY', R.run, 'blocking', d_block) end
+  if d_settled ~= 0 then redis.call('HINCRBY', R.run, 'settled', d_settled) end
+  changes[#changes + 1] = {tonumber(id), new}
+end
+
+local function counter(R, name)
+  return tonumber(redis.call('HGET', R.run, name) or '0')
+end
+
+local function release(R, P, run_id, id, now)
+  local g = gnode(R, id)
+  local raw = stamp(redis.call('HGET', R.payloads, id), 'enqueued_at', now)
+  if g.delay > 0 then
+    set_add(P, 'schedule', run_id .. '.' .. id, num(tonumber(now) + g.delay / 1000), g.queue, raw)
+    set_node(R, id, 'scheduled')
+  else
+    push_job(P, g.queue, raw, false)
+    set_node(R, id, 'queued')
+  end
+  releases[#releases + 1] = {tonumber(id), g.delay}
+end
+
+local function descendants(R, id)
+  local seen = {}
+  local stack = {}
+  for _, s in ipairs(gnode(R, id).succ) do stack[#stack + 1] = s end
+  while #stack > 0 do
+    local current = table.remove(stack)
+    if not seen[current] then
+      seen[current] = true
+      for _, s in ipairs(gnode(R, current).succ) do stack[#stack + 1] = s end
+    end
+  end
+  return seen
+end
+
+-- Skipped nodes that no blocking dead node reaches any more go back to pending.
+local function unskip(R)
+  local all = redis.call('HGETALL', R.nodes)
+  local blocked = {}
+  for i = 1, #all, 2 do
+    if all[i + 1] == 'dead' and not gnode(R, all[i]).allow then
+      for d in pairs(descendants(R, all[i])) do blocked[d] = true end
+    end
+  end
+  for i = 1, #all, 2 do
+    if all[i + 1] == 'skipped' and not blocked[all[i]] then
+      set_node(R, all[i], 'pending')
+    end
+  end
+end
+
+-- Shared tail of success and allowed failure (core.run._finish_node): decrement the
+-- successors' barriers, release those reaching zero, settle the run's status.
+local function finish_node(R, P, run_id, id, now, was_blocking)
+  local status = redis.call('HGET', R.run, 'status')
+  local cancelled = status == 'cancelled'
+  for _, s in ipairs(gnode(R, id).succ) do
+    local count = redis.call('HINCRBY', R.remaining, s, -1)
+    remaining_changes[#remaining_changes + 1] = {tonumber(s), count}
+    if count == 0 and not cancelled then
+      release(R, P, run_id, s, now)
+    end
+  end
+  if was_blocking then
+    unskip(R)
+  end
+  if cancelled then
+    return nil, nil, false
+  end
+  local n = counter(R, 'n')
+  if counter(R, 'ok') == n then
+    return 'succeeded', 'success', true
+  elseif status == 'failed' and counter(R, 'blocking') == 0 then
+    return 'running', nil, false
+  elseif status == 'failed' and counter(R, 'settled') == n then
+    return nil, nil, not redis.call('HGET', R.run, 'finished_at')
+  end
+  return nil, nil, false
+end
+
+-- Write the run-level outcome, push the callback it fires, refresh the expiry.
+local function settle(R, P, now, status, callback, finished)
+  if status then
+    redis.call('HSET', R.run, 'status', status)
+  end
+  if callback == 'failure' then
+    redis.call('HSET', R.run, 'failure_fired', '1')
+  end
+  if finished then
+    redis.call('HSET', R.run, 'finished_at', now)
+  elseif status == 'running' then
+    redis.call('HDEL', R.run, 'finished_at')
+  end
+  local ttl = tonumber(redis.call('HGET', R.run, 'ttl_s'))
+  redis.call('HSET', R.run, 'updated_at', now, 'expires_at', num(tonumber(now) + ttl))
+  for _, key in ipairs({R.run, R.nodes, R.remaining, R.graph, R.payloads}) do
+    redis.call('EXPIRE', key, ttl + 60)
+  end
+  if callback then
+    local entry = redis.call('HGET', R.run, 'on_' .. callback)
+    if entry then
+      local queue, raw = split_entry(entry)
+      push_job(P, queue, stamp(raw, 'enqueued_at', now), false)
+    end
+  end
+end
+
+local function outcome(status, callback, finished)
+  return cjson.encode({nodes = changes, remaining = remaining_changes, releases = releases,
+                       status = status or false, callback = callback or false,
+                       finished = finished and true or false})
+end

@@ -1,0 +1,23 @@
+-- begin_node.lua: mark a fetched workflow node running, or say to skip it.
+-- KEYS[1..5] run hash, nodes, remaining, graph, payloads
+-- ARGV[1] P, ARGV[2] run id, ARGV[3] node id, ARGV[4] now (s)
+-- returns: 'run', 'skip' (already succeeded, or the run was cancelled), 'expired'
+--   (no run state), or an error reply for an unknown node
+local R = run_keys()
+local P, id, now = ARGV[1], ARGV[3], ARGV[4]
+if not live(R, now) then
+  return 'expired'
+end
+local current = redis.call('HGET', R.nodes, id)
+if not current then
+  return redis.error_reply('run ' .. ARGV[2] .. ' has no node ' .. id)
+end
+local status = redis.call('HGET', R.run, 'status')
+local decision = 'run'
+if current == 'succeeded' or current == 'cancelled' or status == 'cancelled' then
+  decision = 'skip'
+elseif current ~= 'running' then
+  set_node(R, id, 'running')
+end
+settle(R, P, now, nil, nil, false)
+return decision

@@ -1,0 +1,51 @@
+-- create_run.lua: store a new run and push (or schedule) its entry nodes, atomically.
+-- KEYS[1..5] run hash, nodes, remaining, graph, payloads (see _lib.lua)
+-- ARGV[1] P, ARGV[2] JSON document built by the client from core.run.start():
+--   {"run": {field: value}, "nodes": [status], "remaining": [count], "graph": [field],
+--    "payloads": [payload], "push": [[queue, payload, jid, at or false]]}
+-- returns: 1, or an error reply if the run already exists
+local P = ARGV[1]
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.error_reply('run already exists')
+end
+local doc = cjson.decode(ARGV[2])
+local run_fields = {}
+for field, value in pairs(doc.run) do
+  run_fields[#run_fields + 1] = field
+  run_fields[#run_fields + 1] = tostring(value)
+end
+redis.call('HSET', KEYS[1], unpack(run_fields))
+
+local function store(key, values)
+  local chunk = {}
+  for i, value in ipairs(values) do
+    chunk[#chunk + 1] = tostring(i - 1)
+    chunk[#chunk + 1] = tostring(value)
+    if #chunk >= 1000 then
+      redis.call('HSET', key, unpack(chunk))
+      chunk = {}
+    end
+  end
+  if #chunk > 0 then
+    redis.call('HSET', key, unpack(chunk))
+  end
+end
+store(KEYS[2], doc.nodes)
+store(KEYS[3], doc.remaining)
+store(KEYS[4], doc.graph)
+store(KEYS[5], doc.payloads)
+
+for _, job in ipairs(doc.push) do
+  if job[4] then
+    set_add(P, 'schedule', job[3], job[4], job[1], job[2])
+  else
+    push_job(P, job[1], job[2], false)
+  end
+end
+local ttl = tonumber(doc.run.ttl_s)
+for _, key in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]}) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('EXPIRE', key, ttl + 60)
+  end
+end
+return 1

@@ -1,0 +1,48 @@
+-- fail_node.lua: a workflow node died. In one atomic step: ack the job, keep it in the
+-- dead set, mark the node dead, skip its dependants, mark the run failed and push the
+-- failure callback once. An allow-failure node lets its successors run instead.
+-- KEYS[1..5] run hash, nodes, remaining, graph, payloads; KEYS[6] the worker's
+--   in-progress list for the job's queue
+-- ARGV[1] P, ARGV[2] run id, ARGV[3] node id, ARGV[4] now (s), ARGV[5] payload as fetched,
+-- ARGV[6] jid, ARGV[7] queue, ARGV[8] dead payload, ARGV[9] keep in dead set (1/0),
+-- ARGV[10] max dead jobs, ARGV[11] dead ttl (s)
+-- returns: the transition as JSON (see _lib.lua outcome)
+local R = run_keys()
+local P, run_id, id, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+redis.call('LREM', KEYS[6], 1, ARGV[5])
+if ARGV[9] == '1' then
+  add_dead(P, ARGV[6], ARGV[7], ARGV[8], now, ARGV[10], ARGV[11])
+end
+if not live(R, now) then
+  return outcome(nil, nil, false)
+end
+local current = redis.call('HGET', R.nodes, id)
+if not current or current == 'succeeded' or current == 'dead' then
+  settle(R, P, now, nil, nil, false)
+  return outcome(nil, nil, false)
+end
+set_node(R, id, 'dead')
+if gnode(R, id).allow then
+  local status, callback, finished = finish_node(R, P, run_id, id, now, false)
+  settle(R, P, now, status, callback, finished)
+  return outcome(status, callback, finished)
+end
+for d in pairs(descendants(R, id)) do
+  if redis.call('HGET', R.nodes, d) == 'pending' then
+    set_node(R, d, 'skipped')
+  end
+end
+local run_status = redis.call('HGET', R.run, 'status')
+local all_settled = counter(R, 'settled') == counter(R, 'n')
+local status, callback, finished = nil, nil, false
+if run_status == 'running' then
+  status = 'failed'
+  if redis.call('HGET', R.run, 'failure_fired') ~= '1' then
+    callback = 'failure'
+  end
+  finished = all_settled
+else
+  finished = all_settled and not redis.call('HGET', R.run, 'finished_at')
+end
+settle(R, P, now, status, callback, finished)
+return outcome(status, callback, finished)

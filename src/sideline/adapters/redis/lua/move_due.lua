@@ -1,0 +1,27 @@
+-- move_due.lua: move due jobs of the scheduled and retry sets to their queues, earliest first.
+-- KEYS: none (the sets are P .. 'schedule' and P .. 'retry')
+-- ARGV[1] P, ARGV[2] now (s), ARGV[3] limit
+-- returns: the number of jobs moved
+local P, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local due = {}
+for _, kind in ipairs({'schedule', 'retry'}) do
+  local items = redis.call('ZRANGEBYSCORE', P .. kind, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #items, 2 do
+    due[#due + 1] = {kind = kind, jid = items[i], at = tonumber(items[i + 1])}
+  end
+end
+table.sort(due, function(a, b) return a.at < b.at end)
+local moved = 0
+for _, item in ipairs(due) do
+  if moved >= limit then
+    break
+  end
+  local entry = redis.call('HGET', P .. item.kind .. ':jobs', item.jid)
+  set_remove(P, item.kind, item.jid)
+  if entry then
+    local queue, raw = split_entry(entry)
+    push_job(P, queue, stamp(raw, 'enqueued_at', now), false)
+    moved = moved + 1
+  end
+end
+return moved
