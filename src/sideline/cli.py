@@ -1,22 +1,59 @@
-"""The `sideline` command."""
+"""The `sideline` command: demo, worker, status, enqueue."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
 
+from sideline.adapters.redis import RedisBackend
+from sideline.core.errors import ConfigurationError, SidelineError
 from sideline.demo import run_demo
+from sideline.runtime.app import App
+from sideline.runtime.config import WorkerSettings
+from sideline.runtime.worker import Worker
+from sideline.runtime.workflows import RunInfo, status
 
-__all__ = ["main"]
+__all__ = ["load_app", "main"]
+
+log = logging.getLogger("sideline.cli")
+
+
+def load_app(target: str | None) -> App:
+    """Import 'package.module:attribute' and return the App found there."""
+    if not target or ":" not in target:
+        raise ConfigurationError(
+            f"--app must look like 'package.module:app' (or set SIDELINE_APP); got {target!r}")
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r} for --app: {exc}") from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise ConfigurationError(f"{target} is {app!r}, not a sideline App")
+    return app
+
+
+def _print_run(info: RunInfo) -> None:
+    print(f"run {info.run_id}: {info.status}  {info.counts()}")
+    for node in info.nodes:
+        call = f"{node.job}({', '.join(json.dumps(a) for a in node.args)})"
+        print(f"  node {node.id:>3}  {node.status:<10} {call:<36} queue={node.queue} "
+              f"-> {list(node.successors)}")
 
 
 def _demo(args: argparse.Namespace) -> int:
     failed = False
     for label, info, problems in run_demo(concurrency=args.concurrency):
-        print(f"{label}  run {info.run_id}: {info.status}")
-        for node in info.nodes:
-            print(f"  node {node.id:>2}  {node.status:<10} after -> {list(node.successors)}")
+        print(label)
+        _print_run(info)
         for problem in problems:
             failed = True
             print(f"  VIOLATION: {problem}")
@@ -24,15 +61,111 @@ def _demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `sideline` console script."""
-    parser = argparse.ArgumentParser(prog="sideline", description=__doc__)
+def _worker(args: argparse.Namespace) -> int:
+    settings = WorkerSettings.resolve(vars(args))
+    app = load_app(settings.app)
+    worker = Worker(app, concurrency=settings.concurrency, queues=settings.queues,
+                    worker_id=settings.worker_id, fetch_timeout_s=settings.fetch_timeout_s,
+                    poll_interval_s=settings.poll_interval_s,
+                    shutdown_timeout_s=settings.shutdown_timeout_s,
+                    heartbeat_interval_s=settings.heartbeat_interval_s,
+                    heartbeat_ttl_s=settings.heartbeat_ttl_s,
+                    recovery_interval_s=settings.recovery_interval_s)
+    done = threading.Event()
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping (waiting up to %.0f s for running jobs)",
+                 signal.Signals(signum).name, settings.shutdown_timeout_s)
+        done.set()
+
+    def quiet(_signum: int, _frame: FrameType | None) -> None:
+        log.info("TSTP: quiet, no new jobs will be fetched")
+        worker.quiet()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTSTP, quiet)
+    worker.start()
+    print(f"sideline worker {worker.worker_id} ready", flush=True)
+    while not done.wait(0.5):
+        pass
+    worker.stop()
+    app.backend.close()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    app = load_app(args.app) if args.app else App(RedisBackend.from_url(namespace=args.namespace))
+    info = status(app, args.run_id)
+    if args.json:
+        print(json.dumps({"run_id": info.run_id, "status": str(info.status),
+                          "nodes": {str(n.id): str(n.status) for n in info.nodes}}))
+    else:
+        _print_run(info)
+    return 0
+
+
+def _enqueue(args: argparse.Namespace) -> int:
+    app = load_app(args.app or WorkerSettings.resolve({}).app)
+    try:
+        job_args = json.loads(args.args)
+    except ValueError as exc:
+        raise ConfigurationError(f"ARGS must be a JSON list: {exc}") from exc
+    if not isinstance(job_args, list):
+        raise ConfigurationError(f"ARGS must be a JSON list, got {type(job_args).__name__}")
+    jid = app.enqueue(args.name, job_args, queue=args.queue)
+    print(jid)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sideline", description="sideline background jobs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
+
     demo = commands.add_parser("demo", help="run the proof workflows on an embedded worker")
     demo.add_argument("-c", "--concurrency", type=int, default=4, help="worker threads")
     demo.set_defaults(handler=_demo)
-    args = parser.parse_args(argv)
-    code: int = args.handler(args)
+
+    worker = commands.add_parser("worker", help="run a worker process")
+    worker.add_argument("--app", help="package.module:app (SIDELINE_APP)")
+    worker.add_argument("-c", "--concurrency", type=int, help="threads (SIDELINE_CONCURRENCY)")
+    worker.add_argument("-q", "--queues",
+                        help="'a,b' strict order or 'a:3,b:1' weights (SIDELINE_QUEUES)")
+    worker.add_argument("-t", "--timeout", dest="shutdown_timeout_s", type=float,
+                        help="seconds to wait for running jobs on shutdown (SIDELINE_TIMEOUT)")
+    worker.add_argument("-i", "--instance-id", dest="worker_id",
+                        help="this worker's id (SIDELINE_INSTANCE_ID)")
+    worker.set_defaults(handler=_worker)
+
+    show = commands.add_parser("status", help="show a workflow run's node states")
+    show.add_argument("run_id")
+    show.add_argument("--app", help="package.module:app; default: Redis at SIDELINE_REDIS_URL")
+    show.add_argument("--namespace", default="sideline", help="Redis key namespace")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=_status)
+
+    push = commands.add_parser("enqueue", help="push a job by name")
+    push.add_argument("name")
+    push.add_argument("args", nargs="?", default="[]", help="JSON list of arguments")
+    push.add_argument("--app", help="package.module:app (SIDELINE_APP)")
+    push.add_argument("--queue", help="override the job's queue")
+    push.set_defaults(handler=_enqueue)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `sideline` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else (
+            logging.WARNING if args.command == "demo" else logging.INFO),
+        format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+    try:
+        code: int = args.handler(args)
+    except SidelineError as exc:
+        print(f"sideline: error: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

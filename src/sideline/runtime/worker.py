@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -42,12 +43,18 @@ class Worker:
         poll_interval_s: the longest the scheduled-set poller sleeps between passes.
         shutdown_timeout_s: on stop, how long to wait for running jobs before pushing
             them back to their queues.
+        heartbeat_interval_s, heartbeat_ttl_s: how often this worker says it is alive, and
+            how long after its last heartbeat it counts as dead.
+        recovery_interval_s: how often this worker looks for dead workers and moves
+            their in-progress jobs back to their queues.
     """
 
     def __init__(self, app: App, *, concurrency: int = 10,
                  queues: Sequence[str] | Mapping[str, int] = ("default",),
                  worker_id: str | None = None, fetch_timeout_s: float = 1.0,
-                 poll_interval_s: float = 0.1, shutdown_timeout_s: float = 25.0) -> None:
+                 poll_interval_s: float = 0.1, shutdown_timeout_s: float = 25.0,
+                 heartbeat_interval_s: float = 5.0, heartbeat_ttl_s: float = 15.0,
+                 recovery_interval_s: float = 5.0) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
         self.app = app
@@ -67,9 +74,15 @@ class Worker:
         self._quiet = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+        self.recovery_interval_s = recovery_interval_s
         self._busy: dict[int, Delivery] = {}
+        self._prefetched: deque[Delivery] = deque()
         self._busy_lock = threading.Lock()
         self.processed = 0
+        self.recovered = 0
+        self.started_at = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -82,6 +95,8 @@ class Worker:
             self._threads.append(thread)
         self._threads.append(threading.Thread(target=self._poll, name="sideline-poller",
                                               daemon=True))
+        self.started_at = self.app.clock.now()
+        self._heartbeat()
         for thread in self._threads:
             thread.start()
         log.info("worker %s started: %d threads, queues %s", self.worker_id, self.concurrency,
@@ -109,10 +124,16 @@ class Worker:
         with self._busy_lock:
             unfinished = list(self._busy.values())
             self._busy.clear()
+            unstarted = list(self._prefetched)
+            self._prefetched.clear()
         for delivery in unfinished:
             log.warning("pushing back unfinished job from %s: %.120s", delivery.queue,
                         delivery.raw)
             self.app.backend.requeue(self.worker_id, delivery)
+        for delivery in reversed(unstarted):
+            self.app.backend.requeue(self.worker_id, delivery)
+        if not self.app.backend.in_progress(self.worker_id):
+            self.app.backend.forget_worker(self.worker_id)
         self._threads = []
         log.info("worker %s stopped", self.worker_id)
 
@@ -148,7 +169,7 @@ class Worker:
         backend = self.app.backend
         while not self._quiet.is_set():
             try:
-                delivery = backend.fetch(self.worker_id, self.queue_order(), self.fetch_timeout_s)
+                delivery = self._next_delivery()
             except SidelineError:
                 log.exception("fetch failed; retrying in 1 s")
                 self._stop.wait(1.0)
@@ -171,19 +192,73 @@ class Worker:
                     self._busy.pop(ident, None)
                     self.processed += 1
 
+    def _next_delivery(self) -> Delivery | None:
+        """A prefetched job, else a batch sized to the idle threads, else a blocking fetch."""
+        with self._busy_lock:
+            if self._prefetched:
+                return self._prefetched.popleft()
+            idle = self.concurrency - len(self._busy)
+        order = self.queue_order()
+        batch = self.app.backend.fetch_many(self.worker_id, order, max(1, idle))
+        if batch:
+            if len(batch) > 1:
+                with self._busy_lock:
+                    self._prefetched.extend(batch[1:])
+            return batch[0]
+        return self.app.backend.fetch(self.worker_id, order, self.fetch_timeout_s)
+
     def _poll(self) -> None:
+        """Housekeeping: move due scheduled jobs, heartbeat, recover dead workers' jobs."""
         backend = self.app.backend
+        next_beat = next_recovery = 0.0
         while not self._stop.is_set():
             now = self.app.clock.now()
             try:
                 backend.move_due(now)
                 due = backend.next_due()
+                if now >= next_beat:
+                    self._heartbeat()
+                    next_beat = now + self.heartbeat_interval_s
+                if now >= next_recovery:
+                    self.recover_dead_workers()
+                    next_recovery = now + self.recovery_interval_s
             except SidelineError:
-                log.exception("scheduled-set poll failed")
+                log.exception("housekeeping failed; retrying")
                 due = None
             wait_s = self.poll_interval_s if due is None else min(
                 self.poll_interval_s, max(0.0, due - self.app.clock.now()))
             self._stop.wait(wait_s)
+
+    def _heartbeat(self) -> None:
+        info = {"host": socket.gethostname(), "pid": str(os.getpid()),
+                "concurrency": str(self.concurrency), "busy": str(self.busy),
+                "queues": ",".join(self.weights), "started_at": repr(self.started_at)}
+        self.app.backend.heartbeat(self.worker_id, info, self.heartbeat_ttl_s,
+                                   self.app.clock.now())
+
+    def recover_dead_workers(self) -> int:
+        """One recovery pass: under the recovery lock, move every dead worker's in-progress
+        jobs back to their queues and forget the worker. Returns the jobs moved."""
+        backend = self.app.backend
+        now = self.app.clock.now()
+        token = backend.acquire_lock("recovery", max(30.0, self.recovery_interval_s * 2), now)
+        if token is None:
+            return 0  # another worker is recovering right now
+        moved = 0
+        try:
+            for worker in backend.workers(now):
+                if worker.alive or worker.worker_id == self.worker_id:
+                    continue
+                count = backend.recover(worker.worker_id)
+                backend.forget_worker(worker.worker_id)
+                if count:
+                    log.warning("recovered %d job(s) of dead worker %s", count,
+                                worker.worker_id)
+                moved += count
+        finally:
+            backend.release_lock("recovery", token)
+        self.recovered += moved
+        return moved
 
 
 def _weighted_pick(weights: Mapping[str, int], draw: float) -> str:

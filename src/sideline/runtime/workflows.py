@@ -111,6 +111,7 @@ class NodeInfo:
     status: NodeStatus
     queue: str | None
     successors: tuple[int, ...]
+    args: tuple[Any, ...] = ()
 
 
 @attrs.frozen
@@ -136,7 +137,8 @@ class RunInfo:
 
 def _info(state: RunState) -> RunInfo:
     nodes = tuple(
-        NodeInfo(node.id, node.job, state.nodes[node.id], node.queue, node.successors)
+        NodeInfo(node.id, node.job, state.nodes[node.id], node.queue, node.successors,
+                 node.args)
         for node in state.plan.graph.nodes
     )
     return RunInfo(state.plan.run_id, state.status, state.created_at, state.updated_at,

@@ -1,0 +1,97 @@
+"""Worker settings from arguments, SIDELINE_* environment variables, and defaults.
+
+Precedence: an explicit argument, then the environment variable, then the default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+import attrs
+
+from sideline.core.errors import ConfigurationError
+from sideline.core.jobs import check_queue_name
+
+__all__ = ["ENVIRONMENT", "WorkerSettings", "parse_queues"]
+
+ENVIRONMENT: dict[str, str] = {
+    "app": "SIDELINE_APP",
+    "concurrency": "SIDELINE_CONCURRENCY",
+    "queues": "SIDELINE_QUEUES",
+    "shutdown_timeout_s": "SIDELINE_TIMEOUT",
+    "worker_id": "SIDELINE_INSTANCE_ID",
+    "heartbeat_interval_s": "SIDELINE_HEARTBEAT_INTERVAL_S",
+    "heartbeat_ttl_s": "SIDELINE_HEARTBEAT_TTL_S",
+    "recovery_interval_s": "SIDELINE_RECOVERY_INTERVAL_S",
+    "poll_interval_s": "SIDELINE_POLL_INTERVAL_S",
+    "fetch_timeout_s": "SIDELINE_FETCH_TIMEOUT_S",
+}
+"""Setting name -> environment variable (SIDELINE_REDIS_URL is read by RedisBackend)."""
+
+
+def parse_queues(text: str) -> list[str] | dict[str, int]:
+    """'a,b' -> strict order [a, b]; 'a:3,b:1' -> weights {a: 3, b: 1}."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise ConfigurationError("queues must name at least one queue, e.g. 'critical,default'")
+    if not any(":" in part for part in parts):
+        return [check_queue_name(part) for part in parts]
+    weights: dict[str, int] = {}
+    for part in parts:
+        match = re.fullmatch(r"(.+):(\d+)", part)
+        if match is None:
+            raise ConfigurationError(
+                f"queue {part!r}: give every queue a weight ('name:weight') or none")
+        weights[check_queue_name(match.group(1))] = int(match.group(2))
+    return weights
+
+
+def _float(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigurationError(f"{ENVIRONMENT[name]}={text!r} is not a number") from None
+
+
+@attrs.frozen
+class WorkerSettings:
+    """Everything `sideline worker` needs, resolved."""
+
+    app: str | None = None
+    concurrency: int = 10
+    queues: list[str] | dict[str, int] = attrs.field(factory=lambda: ["default"])
+    shutdown_timeout_s: float = 25.0
+    worker_id: str | None = None
+    heartbeat_interval_s: float = 5.0
+    heartbeat_ttl_s: float = 15.0
+    recovery_interval_s: float = 5.0
+    poll_interval_s: float = 0.1
+    fetch_timeout_s: float = 1.0
+
+    @classmethod
+    def resolve(cls, arguments: Mapping[str, object], environ: Mapping[str, str] | None = None
+                ) -> WorkerSettings:
+        """Settings from explicit arguments (None = not given), then the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, variable in ENVIRONMENT.items():
+            given = arguments.get(name)
+            if given is not None:
+                values[name] = given
+            elif variable in env and env[variable] != "":
+                values[name] = env[variable]
+        if isinstance(values.get("queues"), str):
+            values["queues"] = parse_queues(str(values["queues"]))
+        if "concurrency" in values:
+            try:
+                values["concurrency"] = int(str(values["concurrency"]))
+            except ValueError:
+                raise ConfigurationError(
+                    f"concurrency {values['concurrency']!r} is not an integer") from None
+        for name in ("shutdown_timeout_s", "heartbeat_interval_s", "heartbeat_ttl_s",
+                     "recovery_interval_s", "poll_interval_s", "fetch_timeout_s"):
+            if name in values:
+                values[name] = _float(name, str(values[name]))
+        return cls(**values)  # type: ignore[arg-type]
