@@ -1,8 +1,8 @@
 """A Dag: a step that waits for two earlier steps, a WithDelay, and a success callback.
 
-    fetch_users --\\
+    fetch_users  --+
                    +--> WithDelay(merge, 200 ms) --> report
-    fetch_orders -/
+    fetch_orders --+
 
 `merge` waits for both fetches (its barrier count is 2) and then starts 200 ms
 (milliseconds) later. When every node succeeded, the `on_success` callback job is
