@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import attrs
 
@@ -18,110 +18,153 @@ from sideline.core.errors import PayloadError, RunExpired, UnknownJob
 from sideline.core.payload import Payload, decode
 from sideline.core.ports import Delivery
 from sideline.core.retry import next_retry_delay_s
-from sideline.core.run import Begin
+from sideline.core.run import Begin, Transition
 from sideline.runtime._env import new_id
 from sideline.runtime.middleware import JobContext, run_server_chain
 
 if TYPE_CHECKING:
     from sideline.runtime.app import App
 
-__all__ = ["ErrorSink", "process"]
+__all__ = ["ErrorSink", "Persist", "process"]
 
 log = logging.getLogger("sideline.worker")
 
 ErrorSink = Callable[[Payload, BaseException], None]
 """Told about every error a job raised (drain() uses it to re-raise in the test thread)."""
 
+T = TypeVar("T")
 
-def process(app: App, worker_id: str, delivery: Delivery, on_error: ErrorSink | None = None
-            ) -> None:
-    """Perform the job in `delivery` and settle it; never raises for a job's own failure."""
-    backend = app.backend
+
+class Persist(Protocol):
+    """Runs one backend call; the worker's version retries it while Redis is unreachable."""
+
+    def __call__(self, call: Callable[[], T], /) -> T: ...
+
+
+def _once(call: Callable[[], T]) -> T:
+    return call()
+
+
+def process(app: App, worker_id: str, delivery: Delivery, on_error: ErrorSink | None = None,
+            persist: Persist = _once) -> None:
+    """Perform the job in `delivery` and settle it; never raises for a job's own failure.
+
+    Every backend call goes through `persist`. Each is safe to repeat (completing a
+    node twice counts once, acking twice is a no-op), so retrying after a lost reply
+    cannot double anything.
+
+    Raises:
+        SidelineError: the backend failed and `persist` gave up; the job stays in the
+            worker's in-progress list for recovery.
+    """
+    settle = _Settler(app, worker_id, delivery, persist)
     try:
         payload = decode(delivery.raw)
     except PayloadError as exc:
-        _bury_unreadable(app, worker_id, delivery, exc)
+        settle.bury_unreadable(exc)
         return
     try:
         spec = app.registry.get(payload.name)
     except UnknownJob as exc:
-        _bury(app, worker_id, delivery, payload, exc, reason=str(exc))
+        settle.bury(payload, exc, reason=str(exc))
         return
     run_id, node_id = payload.run_id, payload.node_id
     if run_id is not None and node_id is not None:
         try:
-            if backend.begin_node(run_id, node_id, app.clock.now()) is Begin.SKIP:
-                backend.ack(worker_id, delivery)
+            if settle.begin(run_id, node_id) is Begin.SKIP:
+                settle.ack()
                 return
         except RunExpired as exc:
-            _bury(app, worker_id, delivery, payload, exc, reason=str(exc))
+            settle.bury(payload, exc, reason=str(exc))
             return
     started = time.perf_counter()
     context = JobContext(app=app, payload=payload, spec=spec, worker_id=worker_id)
     try:
         run_server_chain(app.server_middleware, context,
                          lambda: app.perform(spec, payload.args, payload.kwargs))
-    except Exception as exc:  # a job's failure is data: retry or bury it, keep the worker alive
+    except (Exception, SystemExit) as exc:  # a job's failure is data: retry or bury it
         if on_error is not None:
             on_error(payload, exc)
-        _failed(app, worker_id, delivery, payload, exc)
+        settle.failed(payload, exc)
         return
     elapsed_ms = (time.perf_counter() - started) * 1000
     if run_id is not None and node_id is not None:
         try:
-            backend.complete_node(worker_id, delivery, run_id, node_id, app.clock.now())
+            settle.complete(run_id, node_id)
         except RunExpired as exc:
-            _bury(app, worker_id, delivery, payload, exc, reason=str(exc))
+            settle.bury(payload, exc, reason=str(exc))
             return
     else:
-        backend.ack(worker_id, delivery)
+        settle.ack()
     log.info("done %s jid=%s run=%s in %.1f ms", payload.name, payload.jid, run_id or "-",
              elapsed_ms)
 
 
-def _failed(app: App, worker_id: str, delivery: Delivery, payload: Payload,
-            exc: BaseException) -> None:
-    now = app.clock.now()
-    spec = app.registry.get(payload.name)
-    failed = attrs.evolve(payload, error_class=type(exc).__name__, error_message=str(exc),
-                          failed_at=now)
-    delay_s = next_retry_delay_s(payload.retry_count, payload.retry, exc, app.random.random(),
-                                 spec.options.retry_in)
-    if delay_s is not None:
-        log.warning("retry %s jid=%s in %.0f s after %s: %s", payload.name, payload.jid, delay_s,
-                    type(exc).__name__, exc)
-        app.backend.retry_later(worker_id, delivery,
-                                attrs.evolve(failed, retry_count=payload.retry_count + 1),
-                                now + delay_s)
-        return
-    reason = f"retries exhausted ({payload.retry}) after {type(exc).__name__}: {exc}"
-    if payload.retry == 0:
-        reason = f"failed (retry disabled) with {type(exc).__name__}: {exc}"
-    _bury(app, worker_id, delivery, failed, exc, reason=reason, exhausted=True)
+class _Settler:
+    """Settles one delivery: every backend call goes through `persist`."""
 
+    def __init__(self, app: App, worker_id: str, delivery: Delivery, persist: Persist) -> None:
+        self.app = app
+        self.backend = app.backend
+        self.worker_id = worker_id
+        self.delivery = delivery
+        self.persist = persist
 
-def _bury(app: App, worker_id: str, delivery: Delivery, payload: Payload, exc: BaseException,
-          *, reason: str, exhausted: bool = False) -> None:
-    """Move a job to the dead set (and fail its workflow node), after the death hooks."""
-    now = app.clock.now()
-    dead = attrs.evolve(payload, dead_reason=reason, failed_at=payload.failed_at or now,
-                        error_class=payload.error_class or type(exc).__name__,
-                        error_message=payload.error_message or str(exc))
-    log.error("dead %s jid=%s run=%s: %s", payload.name, payload.jid, payload.run_id or "-",
-              reason)
-    if exhausted:
-        _call_hooks(app, dead, exc)
-    if dead.run_id is not None and dead.node_id is not None and not isinstance(exc, RunExpired):
-        app.backend.fail_node(worker_id, delivery, dead, now)
-    else:
-        app.backend.kill(worker_id, delivery, dead, now)
+    def begin(self, run_id: str, node_id: int) -> Begin:
+        now = self.app.clock.now()
+        return self.persist(lambda: self.backend.begin_node(run_id, node_id, now))
 
+    def ack(self) -> None:
+        self.persist(lambda: self.backend.ack(self.worker_id, self.delivery))
 
-def _bury_unreadable(app: App, worker_id: str, delivery: Delivery, exc: PayloadError) -> None:
-    """Keep a malformed job's text in the dead set, under a placeholder payload."""
-    placeholder = Payload(name="<unreadable>", jid=new_id(), queue=delivery.queue,
-                          args=[delivery.raw], created_at=app.clock.now())
-    _bury(app, worker_id, delivery, placeholder, exc, reason=f"unreadable payload: {exc}")
+    def complete(self, run_id: str, node_id: int) -> Transition:
+        now = self.app.clock.now()
+        return self.persist(lambda: self.backend.complete_node(
+            self.worker_id, self.delivery, run_id, node_id, now))
+
+    def failed(self, payload: Payload, exc: BaseException) -> None:
+        """Schedule a retry, or bury the job when its retries are exhausted."""
+        app = self.app
+        now = app.clock.now()
+        spec = app.registry.get(payload.name)
+        failed = attrs.evolve(payload, error_class=type(exc).__name__, error_message=str(exc),
+                              failed_at=now)
+        delay_s = next_retry_delay_s(payload.retry_count, payload.retry, exc,
+                                     app.random.random(), spec.options.retry_in)
+        if delay_s is not None:
+            log.warning("retry %s jid=%s in %.3g s after %s: %s", payload.name, payload.jid,
+                        delay_s, type(exc).__name__, exc)
+            retry = attrs.evolve(failed, retry_count=payload.retry_count + 1)
+            self.persist(lambda: self.backend.retry_later(self.worker_id, self.delivery, retry,
+                                                          now + delay_s))
+            return
+        reason = f"retries exhausted ({payload.retry}) after {type(exc).__name__}: {exc}"
+        if payload.retry == 0:
+            reason = f"failed (retry disabled) with {type(exc).__name__}: {exc}"
+        self.bury(failed, exc, reason=reason, exhausted=True)
+
+    def bury(self, payload: Payload, exc: BaseException, *, reason: str,
+             exhausted: bool = False) -> None:
+        """Move a job to the dead set (and fail its workflow node), after the death hooks."""
+        now = self.app.clock.now()
+        dead = attrs.evolve(payload, dead_reason=reason, failed_at=payload.failed_at or now,
+                            error_class=payload.error_class or type(exc).__name__,
+                            error_message=payload.error_message or str(exc))
+        log.error("dead %s jid=%s run=%s: %s", payload.name, payload.jid,
+                  payload.run_id or "-", reason)
+        if exhausted:
+            _call_hooks(self.app, dead, exc)
+        if dead.run_id is not None and dead.node_id is not None and not isinstance(
+                exc, RunExpired):
+            self.persist(lambda: self.backend.fail_node(self.worker_id, self.delivery, dead, now))
+        else:
+            self.persist(lambda: self.backend.kill(self.worker_id, self.delivery, dead, now))
+
+    def bury_unreadable(self, exc: PayloadError) -> None:
+        """Keep a malformed job's text in the dead set, under a placeholder payload."""
+        placeholder = Payload(name="<unreadable>", jid=new_id(), queue=self.delivery.queue,
+                              args=[self.delivery.raw], created_at=self.app.clock.now())
+        self.bury(placeholder, exc, reason=f"unreadable payload: {exc}")
 
 
 def _call_hooks(app: App, payload: Payload, exc: BaseException) -> None:

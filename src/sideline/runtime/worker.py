@@ -13,11 +13,11 @@ import os
 import socket
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from sideline.core.errors import ConfigurationError, SidelineError
+from sideline.core.errors import BackendError, ConfigurationError, SidelineError
 from sideline.core.jobs import check_queue_name
 from sideline.core.ports import Delivery
 from sideline.runtime._env import new_id
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["Worker"]
 
 log = logging.getLogger("sideline.worker")
+
+T = TypeVar("T")
 
 
 class Worker:
@@ -90,6 +92,8 @@ class Worker:
         """Start the job threads and the poller; return self."""
         if self._threads:
             raise ConfigurationError("worker already started")
+        if self._stop.is_set():
+            raise ConfigurationError("a stopped worker cannot start again; create a new Worker")
         for index in range(self.concurrency):
             thread = threading.Thread(target=self._work, name=f"sideline-{index}", daemon=True)
             self._threads.append(thread)
@@ -182,7 +186,7 @@ class Worker:
             with self._busy_lock:
                 self._busy[ident] = delivery
             try:
-                process(self.app, self.worker_id, delivery)
+                process(self.app, self.worker_id, delivery, persist=self._persist)
             except SidelineError:
                 # The backend failed while settling: the job stays in this worker's
                 # in-progress list, where recovery finds it. Nothing is lost.
@@ -206,6 +210,24 @@ class Worker:
                     self._prefetched.extend(batch[1:])
             return batch[0]
         return self.app.backend.fetch(self.worker_id, order, self.fetch_timeout_s)
+
+    def _persist(self, call: Callable[[], T]) -> T:
+        """Run a settling call, retrying with backoff while the backend is unreachable.
+
+        Settling calls are idempotent, so a retry after a lost reply is harmless. Gives
+        up only when the worker is stopping (the job then waits in this worker's
+        in-progress list for recovery).
+        """
+        delay_s = 0.05
+        while True:
+            try:
+                return call()
+            except BackendError as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("backend unavailable (%s); retrying in %.2f s", exc, delay_s)
+                self._stop.wait(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
 
     def _poll(self) -> None:
         """Housekeeping: move due scheduled jobs, heartbeat, recover dead workers' jobs."""
