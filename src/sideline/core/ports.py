@@ -59,6 +59,10 @@ class QueuePort(Protocol):
         """Like `fetch` without waiting, moving up to `limit` jobs in one call."""
         ...
 
+    def wake(self, queues: Sequence[str]) -> None:
+        """Make fetches blocked on these queues return early (a stopping worker calls it)."""
+        ...
+
     def ack(self, worker_id: str, delivery: Delivery) -> None:
         """Remove a finished job from the worker's in-progress list."""
         ...

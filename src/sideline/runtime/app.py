@@ -180,6 +180,13 @@ class App:
         """Block until the run finishes; raise TimeoutError after `timeout_s`."""
         return workflows.wait(self, run_id, timeout_s)
 
+    def retry_dead(self, jid: str) -> bool:
+        """Move a dead job back to its queue (a dead workflow step revives its run)."""
+        moved = self.backend.retry_dead(jid, self.clock.now())
+        if moved:
+            self.after_push()
+        return moved
+
     def worker(self, **options: Any) -> Worker:
         """A Worker for this app (not started); options as for Worker."""
         return Worker(self, **options)

@@ -116,6 +116,11 @@ class Worker:
         timeout = self.shutdown_timeout_s if timeout_s is None else timeout_s
         self._quiet.set()
         self._stop.set()
+        try:
+            self.app.backend.wake(list(self.weights))
+        except SidelineError:
+            log.warning("could not wake blocked fetches; they end within %.1f s",
+                        self.fetch_timeout_s)
         deadline = threading.Event()
         timer = threading.Timer(timeout, deadline.set)
         timer.start()

@@ -10,10 +10,11 @@ import attrs
 
 from sideline.core.errors import RunExpired, WorkflowError
 from sideline.core.jobs import Signature
-from sideline.core.payload import encode
+from sideline.core.payload import Payload, encode
 from sideline.core.run import NodeStatus, RunPlan, RunState, RunStatus, start
 from sideline.core.workflow import Chain, Graph, Group, Step, WithDelay, compile
 from sideline.runtime._env import new_id
+from sideline.runtime.middleware import run_client_chain
 
 if TYPE_CHECKING:
     from sideline.runtime.app import App
@@ -57,9 +58,9 @@ class Workflow:
         run_id = new_id()
         now = app.clock.now()
         payloads = tuple(
-            encode(app.build_payload(node.job, node.args, node.kwargs, jid=f"{run_id}.{node.id}",
-                                     run_id=run_id, node_id=node.id, created_at=now,
-                                     queue=node.queue))
+            encode(self._through_middleware(app.build_payload(
+                node.job, node.args, node.kwargs, jid=f"{run_id}.{node.id}", run_id=run_id,
+                node_id=node.id, created_at=now, queue=node.queue)))
             for node in self.graph.nodes
         )
         plan = RunPlan(run_id, self.graph, payloads, self._callback(run_id, "success", now),
@@ -73,9 +74,23 @@ class Workflow:
         sig = self.on_success if which == "success" else self.on_failure
         if sig is None:
             return None
-        return encode(self.app.build_payload(
+        return encode(self._through_middleware(self.app.build_payload(
             sig.job, (run_id, *sig.args), dict(sig.kwargs), jid=f"{run_id}.{which}",
-            created_at=now, **({"queue": sig.queue} if sig.queue else {})))
+            created_at=now, **({"queue": sig.queue} if sig.queue else {}))))
+
+    def _through_middleware(self, payload: Payload) -> Payload:
+        """Client middleware sees every step; it may change one but not drop it."""
+        changed = run_client_chain(self.app.client_middleware, payload)
+        if changed is None:
+            raise WorkflowError(
+                f"client middleware dropped workflow step {payload.name} ({payload.jid}); a "
+                "workflow cannot skip a step: raise JobRejected to refuse the whole run")
+        if (changed.run_id, changed.node_id, changed.jid) != (
+                payload.run_id, payload.node_id, payload.jid):
+            raise WorkflowError(
+                f"client middleware changed run_id, node_id or jid of {payload.jid}; "
+                "those identify the step and must stay")
+        return changed
 
 
 def _find_app(step: Step) -> App | None:

@@ -66,6 +66,7 @@ class MemoryBackend:
         self._runs: dict[str, _Run] = {}
         self._workers: dict[str, tuple[float, dict[str, str]]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
+        self._wakeups = 0
 
     # -- internals -------------------------------------------------------------------------
 
@@ -141,9 +142,18 @@ class MemoryBackend:
         with self._ready:
             found = self._take(worker_id, queues)
             if found is None and timeout_s > 0:
-                self._ready.wait_for(lambda: any(self._queues.get(q) for q in queues), timeout_s)
+                generation = self._wakeups
+                self._ready.wait_for(
+                    lambda: self._wakeups != generation or any(self._queues.get(q) for q in queues),
+                    timeout_s)
                 found = self._take(worker_id, queues)
             return found
+
+    def wake(self, queues: Sequence[str]) -> None:
+        """Wake every blocked fetch."""
+        with self._ready:
+            self._wakeups += 1
+            self._ready.notify_all()
 
     def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int) -> list[Delivery]:
         """Move up to `limit` jobs into the in-progress list without waiting."""

@@ -69,6 +69,15 @@ class QueueOps(RedisBase):
                 return found[0]
         return None
 
+    def wake(self, queues: Sequence[str]) -> None:
+        """Push a wake token per queue so fetches blocked in BLPOP return."""
+        with translate("wake"):
+            pipe = self.client.pipeline(transaction=False)
+            for queue in queues:
+                pipe.rpush(self.keys("wake", queue), "1")
+                pipe.ltrim(self.keys("wake", queue), -16, -1)
+            pipe.execute()
+
     def ack(self, worker_id: str, delivery: Delivery) -> None:
         """Remove a finished job from the worker's in-progress list."""
         with translate("ack"):
