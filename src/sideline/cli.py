@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -31,6 +32,8 @@ def load_app(target: str | None) -> App:
         raise ConfigurationError(
             f"--app must look like 'package.module:app' (or set SIDELINE_APP); got {target!r}")
     module_name, _, attribute = target.partition(":")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like celery/rq/dramatiq: apps importable from here
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -95,8 +98,12 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    app = load_app(args.app) if args.app else App(RedisBackend.from_url(namespace=args.namespace))
-    info = status(app, args.run_id)
+    target = args.app or WorkerSettings.resolve({}).app
+    app = load_app(target) if target else App(RedisBackend.from_url(namespace=args.namespace))
+    try:
+        info = status(app, args.run_id)
+    finally:
+        app.backend.close()
     if args.json:
         print(json.dumps({"run_id": info.run_id, "status": str(info.status),
                           "nodes": {str(n.id): str(n.status) for n in info.nodes}}))
@@ -140,8 +147,10 @@ def _parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("status", help="show a workflow run's node states")
     show.add_argument("run_id")
-    show.add_argument("--app", help="package.module:app; default: Redis at SIDELINE_REDIS_URL")
-    show.add_argument("--namespace", default="sideline", help="Redis key namespace")
+    show.add_argument("--app", help="package.module:app (SIDELINE_APP); default: Redis at "
+                      "SIDELINE_REDIS_URL")
+    show.add_argument("--namespace", default="sideline",
+                      help="Redis key namespace when no app is given")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=_status)
 

@@ -83,7 +83,7 @@ class App:
             retry: True (25 retries), False (none) or a retry count.
             retry_in: (retry_count, error) -> seconds, overriding the default backoff.
             dead: whether a job out of retries goes to the dead set (else it is dropped).
-            unique_for: seconds of uniqueness (recorded; enforced by the Redis backend).
+            unique_for: seconds of uniqueness (recorded in the job's options only for now).
             timeout: seconds (recorded in the payload for middleware to enforce).
             tags: labels shown in the dashboard.
             on_exhausted: called with (payload, error) when retries are exhausted.

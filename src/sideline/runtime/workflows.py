@@ -57,13 +57,14 @@ class Workflow:
         app = self.app
         run_id = new_id()
         now = app.clock.now()
-        payloads = tuple(
-            encode(self._through_middleware(app.build_payload(
-                node.job, node.args, node.kwargs, jid=f"{run_id}.{node.id}", run_id=run_id,
-                node_id=node.id, created_at=now, queue=node.queue)))
-            for node in self.graph.nodes
-        )
-        plan = RunPlan(run_id, self.graph, payloads, self._callback(run_id, "success", now),
+        built = [self._through_middleware(app.build_payload(
+            node.job, node.args, node.kwargs, jid=f"{run_id}.{node.id}", run_id=run_id,
+            node_id=node.id, created_at=now, queue=node.queue)) for node in self.graph.nodes]
+        # Middleware may move a step to another queue: the stored graph follows the payload.
+        graph = Graph(tuple(attrs.evolve(node, queue=payload.queue)
+                            for node, payload in zip(self.graph.nodes, built, strict=True)))
+        payloads = tuple(encode(payload) for payload in built)
+        plan = RunPlan(run_id, graph, payloads, self._callback(run_id, "success", now),
                        self._callback(run_id, "failure", now), self.ttl_s)
         state, transition = start(plan, now)
         app.backend.create_run(state, transition, now)

@@ -25,7 +25,11 @@ def translate(operation: str) -> Iterator[None]:
     """Turn redis-py errors into sideline errors that say what failed and what to check."""
     try:
         yield
-    except redis.exceptions.ConnectionError as exc:  # includes TimeoutError's sibling cases
+    except redis.exceptions.MaxConnectionsError as exc:
+        raise BackendError(
+            f"Redis connection pool exhausted during {operation}: {exc} (size max_connections "
+            "to at least the worker's concurrency + 2)") from exc
+    except redis.exceptions.ConnectionError as exc:
         raise BackendError(
             f"Redis unreachable during {operation}: {exc} (is the server running? "
             "check SIDELINE_REDIS_URL)") from exc

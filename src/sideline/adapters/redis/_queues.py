@@ -38,12 +38,12 @@ class QueueOps(RedisBase):
         for payload in payloads:
             args += [payload.queue, encode(payload)]
         with translate("push"):
-            self.scripts["push"](keys=[], args=args)
+            self.scripts["push"](keys=[self.keys("queues")], args=args)
 
     def push_raw(self, queue: str, raw: str) -> None:
         """Append arbitrary text to a queue (tests of malformed payloads use this)."""
         with translate("push"):
-            self.scripts["push"](keys=[], args=[self.prefix, queue, raw])
+            self.scripts["push"](keys=[self.keys("queues")], args=[self.prefix, queue, raw])
 
     def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int) -> list[Delivery]:
         """Move up to `limit` jobs into the worker's in-progress lists without waiting."""
@@ -116,7 +116,7 @@ class QueueOps(RedisBase):
     def schedule(self, payload: Payload, at: float) -> None:
         """Add a job to the scheduled set."""
         with translate("schedule"):
-            self.scripts["schedule"](keys=[], args=[self.prefix, payload.jid, num(at),
+            self.scripts["schedule"](keys=[self.keys("schedule")], args=[self.prefix, payload.jid, num(at),
                                                     payload.queue, encode(payload)])
 
     def retry_later(self, worker_id: str, delivery: Delivery, payload: Payload, at: float) -> None:
@@ -138,7 +138,8 @@ class QueueOps(RedisBase):
     def move_due(self, now: float, limit: int = 1000) -> int:
         """Move due scheduled and retry jobs to their queues."""
         with translate("move_due"):
-            moved: int = self.scripts["move_due"](keys=[], args=[self.prefix, num(now), limit])
+            moved: int = self.scripts["move_due"](keys=[self.keys("schedule")],
+                                                  args=[self.prefix, num(now), limit])
             return moved
 
     def next_due(self) -> float | None:

@@ -145,7 +145,7 @@ class RunOps(RedisBase):
 
 
 def _graph_field(node: Node, payload: str) -> str:
-    queue = node.queue or decode(payload).queue
+    queue = decode(payload).queue  # where the step's job is pushed when released
     successors = ",".join(str(s) for s in node.successors)
     return f"{queue}|{node.delay_ms}|{int(node.allow_failure)}|{successors}"
 

@@ -1,5 +1,5 @@
 -- move_due.lua: move due jobs of the scheduled and retry sets to their queues, earliest first.
--- KEYS: none (the sets are P .. 'schedule' and P .. 'retry')
+-- KEYS[1] the scheduled set (routes the call; the retry set P .. 'retry' shares its slot)
 -- ARGV[1] P, ARGV[2] now (s), ARGV[3] limit
 -- returns: the number of jobs moved
 local P, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
