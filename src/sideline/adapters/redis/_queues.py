@@ -63,18 +63,20 @@ class QueueOps(RedisBase):
         wake_keys = [self.keys("wake", queue) for queue in queues]
         while (left := deadline - time.monotonic()) > 0:
             with translate("fetch (blocking)"):
-                self.client.blpop(wake_keys, timeout=max(left, 0.01))
+                woken = self.client.blpop(wake_keys, timeout=max(left, 0.01))
             found = self.fetch_many(worker_id, queues, 1)
             if found:
                 return found[0]
+            if woken is not None:
+                return None  # woken with nothing to take (another thread got it, or stop())
         return None
 
     def wake(self, queues: Sequence[str]) -> None:
         """Push a wake token per queue so fetches blocked in BLPOP return."""
         with translate("wake"):
             pipe = self.client.pipeline(transaction=False)
-            for queue in queues:
-                pipe.rpush(self.keys("wake", queue), "1")
+            for queue in queues:  # enough tokens for every thread blocked on the queue
+                pipe.rpush(self.keys("wake", queue), *["1"] * 16)
                 pipe.ltrim(self.keys("wake", queue), -16, -1)
             pipe.execute()
 

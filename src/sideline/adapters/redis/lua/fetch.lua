@@ -16,4 +16,11 @@ for i = 1, #KEYS, 2 do
     taken = taken + 1
   end
 end
+if taken > 0 then
+  -- recovery finds in-progress lists through the queue-name set: list every queue
+  -- a job came from, even one filled by a plain RPUSH
+  for i = 1, #KEYS, 2 do
+    redis.call('SADD', ARGV[1] .. 'queues', string.sub(KEYS[i], #ARGV[1] + 7))
+  end
+end
 return found

@@ -1,0 +1,1 @@
+"""Tests against a real Redis server and real worker processes (marked `redis`)."""

@@ -1,0 +1,1 @@
+"""Apps that `sideline worker --app tests.redis.apps.<module>:app` subprocesses load."""
