@@ -1,0 +1,1 @@
+"""Benchmarks of sideline: `python benchmarks/run.py --help`."""

@@ -1,0 +1,78 @@
+"""benchmarks/run.py runs end to end on both backends and prints the documented JSON lines.
+
+Only the shape of the output is checked (names, fields, positive numbers): timings depend
+on the machine, so no figure is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import require_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "benchmarks" / "run.py"
+TIMEOUT_S = 120
+
+EXPECTED: dict[str, tuple[str, ...]] = {
+    "enqueue": ("jobs", "seconds", "jobs_per_s"),
+    "enqueue_bulk": ("jobs", "seconds", "jobs_per_s"),
+    "noop_throughput": ("jobs", "seconds", "jobs_per_s"),
+    "fanin": ("width", "seconds"),
+    "chain": ("length", "seconds"),
+    "payload_bytes": ("length", "bytes", "payload_bytes_first", "payload_bytes_last"),
+}
+
+
+def _run(backend: str) -> list[dict[str, Any]]:
+    command = [sys.executable, str(RUN), "--backend", backend, "--quick", "--json"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
+                                cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "error"},
+                                check=False)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{' '.join(command)} did not finish within {TIMEOUT_S} s\n"
+                    f"--- stderr\n{exc.stderr!r}")
+    assert result.returncode == 0, (
+        f"benchmarks exited with {result.returncode}\n--- stdout\n{result.stdout}\n"
+        f"--- stderr\n{result.stderr}")
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert lines, f"no output\n--- stderr\n{result.stderr}"
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"not a JSON line: {line!r}")
+    return parsed
+
+
+def _check(results: list[dict[str, Any]], backend: str) -> None:
+    by_name = {result["name"]: result for result in results}
+    assert sorted(by_name) == sorted(EXPECTED), f"benchmarks printed {sorted(by_name)}"
+    assert len(results) == len(EXPECTED), "a benchmark printed more than one line"
+    for name, fields in EXPECTED.items():
+        result = by_name[name]
+        assert result["backend"] == backend
+        for field in fields:
+            value = result.get(field)
+            assert isinstance(value, int | float), f"{name}.{field} is {value!r}, not a number"
+            assert not isinstance(value, bool), f"{name}.{field} is a bool, not a number"
+            assert value > 0, f"{name}.{field} is {value!r}, not positive"
+
+
+def test_benchmarks_run_on_memory() -> None:
+    _check(_run("memory"), "memory")
+
+
+@pytest.mark.redis
+def test_benchmarks_run_on_redis() -> None:
+    require_redis()
+    _check(_run("redis"), "redis")
