@@ -111,6 +111,8 @@ class Transition:
     callback: str | None = None
     """'success' or 'failure' when this transition fires that callback."""
     finished: bool = False
+    reopened: bool = False
+    """True when a finished run has work again (a dead node was revived)."""
 
     @property
     def noop(self) -> bool:
@@ -151,6 +153,12 @@ def plan_begin(state: RunState, node_id: int) -> tuple[Begin, Transition]:
     if current is NodeStatus.SUCCEEDED or state.status is RunStatus.CANCELLED or (
             current is NodeStatus.CANCELLED):
         return Begin.SKIP, Transition()
+    if current is NodeStatus.DEAD:
+        # A dead node runs again only once revived (queued). A stray copy is skipped; an
+        # allowed failure retried by hand runs but stays dead until it succeeds, since its
+        # successors were already counted when it died.
+        allowed = state.plan.graph.nodes[node_id].allow_failure
+        return (Begin.RUN if allowed else Begin.SKIP), Transition()
     if current is NodeStatus.RUNNING:
         return Begin.RUN, Transition()
     return Begin.RUN, Transition(nodes={node_id: NodeStatus.RUNNING})
@@ -195,7 +203,7 @@ def plan_revive(state: RunState, node_id: int) -> Transition:
     nodes = {node_id: NodeStatus.QUEUED}
     nodes.update(_unskip(state, nodes))
     status = RunStatus.RUNNING if not _blocking_dead(state, nodes) else None
-    return Transition(nodes=nodes, status=status)
+    return Transition(nodes=nodes, status=status, reopened=True)
 
 
 def plan_cancel(state: RunState) -> Transition:
@@ -219,7 +227,7 @@ def apply(state: RunState, transition: Transition, now: float) -> None:
         state.failure_fired = True
     if transition.finished:
         state.finished_at = now
-    elif transition.status is RunStatus.RUNNING:
+    elif transition.status is RunStatus.RUNNING or transition.reopened:
         state.finished_at = None
     state.updated_at = now
 

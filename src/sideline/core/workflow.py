@@ -211,13 +211,20 @@ def _compile(step: Step, deps: tuple[int, ...], delay_ms: int, out: list[_Draft]
         return tuple(exits) if step.steps else deps
     if isinstance(step, Dag):
         entry_exits: list[tuple[int, ...]] = []
+        # The delay an empty entry passes on (like an empty step at the head of a Chain),
+        # or None once the entry created nodes.
+        passed_delay: list[int | None] = []
         waited_on: set[int] = set()
         for sub, after in step.entries:
             if after:
                 sub_deps = tuple(dict.fromkeys(e for i in after for e in entry_exits[i]))
-                entry_exits.append(_compile(sub, sub_deps, 0, out))
+                inherited = [passed_delay[i] for i in after]
+                sub_delay = 0 if None in inherited else max(d for d in inherited if d is not None)
             else:
-                entry_exits.append(_compile(sub, deps, delay_ms, out))
+                sub_deps, sub_delay = deps, delay_ms
+            before = len(out)
+            entry_exits.append(_compile(sub, sub_deps, sub_delay, out))
+            passed_delay.append(sub_delay if len(out) == before else None)
             waited_on.update(after)
         sinks = dict.fromkeys(
             e for i, exits_i in enumerate(entry_exits) if i not in waited_on for e in exits_i)

@@ -1,7 +1,7 @@
 -- begin_node.lua: mark a fetched workflow node running, or say to skip it.
 -- KEYS[1..5] run hash, nodes, remaining, graph, payloads
 -- ARGV[1] P, ARGV[2] run id, ARGV[3] node id, ARGV[4] now (s)
--- returns: 'run', 'skip' (already succeeded, or the run was cancelled), 'expired'
+-- returns: 'run', 'skip' (already succeeded or dead, or the run was cancelled), 'expired'
 --   (no run state), or an error reply for an unknown node
 local R = run_keys()
 local P, id, now = ARGV[1], ARGV[3], ARGV[4]
@@ -16,6 +16,12 @@ local status = redis.call('HGET', R.run, 'status')
 local decision = 'run'
 if current == 'succeeded' or current == 'cancelled' or status == 'cancelled' then
   decision = 'skip'
+elseif current == 'dead' then
+  -- runs again only once revived; an allowed failure retried by hand runs but stays
+  -- dead until it succeeds (its successors were counted when it died)
+  if not gnode(R, id).allow then
+    decision = 'skip'
+  end
 elseif current ~= 'running' then
   set_node(R, id, 'running')
 end

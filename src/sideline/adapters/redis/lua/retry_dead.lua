@@ -18,6 +18,7 @@ if id ~= '' and live(R, now) then
   if current == 'dead' and status ~= 'cancelled' and not gnode(R, id).allow then
     set_node(R, id, 'queued')
     unskip(R)
+    redis.call('HDEL', R.run, 'finished_at')  -- the run has work again
     local run_status = nil
     if counter(R, 'blocking') == 0 then
       run_status = 'running'
