@@ -10,7 +10,12 @@ for _, kind in ipairs({'schedule', 'retry'}) do
     due[#due + 1] = {kind = kind, jid = items[i], at = tonumber(items[i + 1])}
   end
 end
-table.sort(due, function(a, b) return a.at < b.at end)
+-- earliest first; ties by set then jid, so every adapter moves them in the same order
+table.sort(due, function(a, b)
+  if a.at ~= b.at then return a.at < b.at end
+  if a.kind ~= b.kind then return a.kind < b.kind end
+  return a.jid < b.jid
+end)
 local moved = 0
 for _, item in ipairs(due) do
   if moved >= limit then

@@ -1,0 +1,1 @@
+"""Hypothesis property tests: random workflows, interleavings and crash points."""
