@@ -68,7 +68,7 @@ def _worker(args: argparse.Namespace) -> int:
     settings = WorkerSettings.resolve(vars(args))
     app = load_app(settings.app)
     worker = Worker(app, concurrency=settings.concurrency, queues=settings.queues,
-                    worker_id=settings.worker_id, fetch_timeout_s=settings.fetch_timeout_s,
+                    instance_id=settings.instance_id, fetch_timeout_s=settings.fetch_timeout_s,
                     poll_interval_s=settings.poll_interval_s,
                     shutdown_timeout_s=settings.shutdown_timeout_s,
                     heartbeat_interval_s=settings.heartbeat_interval_s,
@@ -141,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="'a,b' strict order or 'a:3,b:1' weights (SIDELINE_QUEUES)")
     worker.add_argument("-t", "--timeout", dest="shutdown_timeout_s", type=float,
                         help="seconds to wait for running jobs on shutdown (SIDELINE_TIMEOUT)")
-    worker.add_argument("-i", "--instance-id", dest="worker_id",
+    worker.add_argument("-i", "--instance-id", dest="instance_id",
                         help="this worker's id (SIDELINE_INSTANCE_ID)")
     worker.set_defaults(handler=_worker)
 

@@ -144,6 +144,7 @@ class WorkerProcess:
     def __init__(self, proc: subprocess.Popen[bytes], instance_id: str, log_path: Path) -> None:
         self.proc = proc
         self.instance_id = instance_id
+        self.worker_id = instance_id  # the registry id "<instance>#<incarnation>", once known
         self.log_path = log_path
 
     @property
@@ -206,7 +207,11 @@ def spawn_worker(backend: RedisBackend, directory: Path, instance_id: str, *,
         if proc.poll() is not None:
             raise AssertionError(f"worker {instance_id} exited with {proc.returncode}; "
                                  f"log:\n{worker.log()}")
-        return any(w.worker_id == instance_id and w.alive for w in backend.workers(time.time()))
+        found = [w for w in backend.workers(time.time())
+                 if w.info.get("instance") == instance_id and w.alive]
+        if found:
+            worker.worker_id = found[0].worker_id
+        return bool(found)
 
     try:
         wait_until(registered, ready_timeout_s, f"worker {instance_id} to register", 0.05)

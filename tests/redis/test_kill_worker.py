@@ -102,7 +102,7 @@ def test_sigkill_mid_job_other_worker_recovers_and_finishes_the_run(
         killed_at = time.monotonic()
 
         # What reliable fetch kept for the dead worker (read before recovery moves it).
-        held = {decode(raw).node_id for raw in backend.in_progress("victim")}
+        held = {decode(raw).node_id for raw in backend.in_progress(victim.worker_id)}
         events_at_kill = read_events(backend)
         interrupted = open_starts(events_at_kill, victim.pid)
         assert interrupted, "the victim was not running any job when it was killed"
@@ -123,7 +123,7 @@ def test_sigkill_mid_job_other_worker_recovers_and_finishes_the_run(
         assert in_progress_keys(backend) == {}
         assert backend.entries("dead") == []
         assert sum(backend.queue_sizes().values()) == 0
-        assert "victim" not in {w.worker_id for w in backend.workers(time.time())}
+        assert victim.worker_id not in {w.worker_id for w in backend.workers(time.time())}
 
         survivor.signal(signal.SIGTERM)
         assert survivor.wait(15) == 0, survivor.log()

@@ -49,7 +49,7 @@ def test_term_waits_for_the_running_job_and_exits_0(
     assert kinds_of(redis_ns, jid) == ["start", "end"]  # it finished, once
     assert queued_jids(redis_ns) == []
     assert in_progress_keys(redis_ns) == {}
-    assert "graceful" not in {w.worker_id for w in redis_ns.workers(time.time())}
+    assert worker.worker_id not in {w.worker_id for w in redis_ns.workers(time.time())}
 
 
 def test_term_after_the_timeout_pushes_the_unfinished_job_back(

@@ -7,6 +7,7 @@ __all__ = [
     "ConfigurationError",
     "JobRejected",
     "PayloadError",
+    "PoisonPill",
     "RunExpired",
     "SerializationError",
     "SidelineError",
@@ -33,6 +34,10 @@ class PayloadError(SidelineError):
 
 class UnknownJob(PayloadError):
     """A payload names a job that was never declared in this process's registry."""
+
+
+class PoisonPill(SidelineError):
+    """A job was recovered from dead workers more times than allowed: it likely kills them."""
 
 
 class JobRejected(SidelineError):

@@ -48,6 +48,9 @@ class Payload:
     """How many times this job was recovered from a dead worker's in-progress list."""
     tags: list[str] = attrs.field(factory=list)
     timeout_s: float | None = None
+    unique_key: str | None = None
+    """The uniqueness lock this job holds (jobs declared with unique_for)."""
+    unique_token: str | None = None
 
 
 _converter = cattrs.Converter(forbid_extra_keys=False)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, overload
@@ -25,6 +28,8 @@ from sideline.runtime.workflows import RunInfo
 
 __all__ = ["App", "DeathHandler", "TestingMode"]
 
+log = logging.getLogger("sideline.client")
+
 TestingMode = Literal["inline", "collect"]
 DeathHandler = Callable[[Payload, BaseException], None]
 """Called with the dead payload and the last error when a job exhausts its retries."""
@@ -39,11 +44,13 @@ class App:
             pushing thread; "collect" keeps pushed jobs until `drain()` runs them.
         clock, random: injected time and randomness (tests pass fakes).
         run_ttl_s: how long a workflow run's state lives after its last change.
+        max_recoveries: a job recovered from dead workers more often than this is a
+            poison pill: it goes to the dead set instead of running again.
     """
 
     def __init__(self, backend: Backend | None = None, *, testing: TestingMode | None = None,
                  clock: Clock | None = None, random: RandomSource | None = None,
-                 run_ttl_s: int = 7 * 24 * 3600) -> None:
+                 run_ttl_s: int = 7 * 24 * 3600, max_recoveries: int = 3) -> None:
         if testing not in (None, "inline", "collect"):
             raise ConfigurationError(f"testing must be None, 'inline' or 'collect', got {testing!r}")
         self.backend: Backend = backend if backend is not None else MemoryBackend()
@@ -51,6 +58,7 @@ class App:
         self.clock: Clock = clock or SystemClock()
         self.random: RandomSource = random or system_random()
         self.run_ttl_s = run_ttl_s
+        self.max_recoveries = max_recoveries
         self.registry = Registry()
         self.client_middleware: list[ClientMiddleware] = []
         self.server_middleware: list[ServerMiddleware] = []
@@ -83,7 +91,9 @@ class App:
             retry: True (25 retries), False (none) or a retry count.
             retry_in: (retry_count, error) -> seconds, overriding the default backoff.
             dead: whether a job out of retries goes to the dead set (else it is dropped).
-            unique_for: seconds of uniqueness (recorded in the job's options only for now).
+            unique_for: seconds during which a second job with the same name, arguments
+                and queue is not pushed (enqueue returns None); the lock is released when
+                the job succeeds, or expires.
             timeout: seconds (recorded in the payload for middleware to enforce).
             tags: labels shown in the dashboard.
             on_exhausted: called with (payload, error) when retries are exhausted.
@@ -142,6 +152,9 @@ class App:
         if payload is None:
             return None
         now = self.clock.now()
+        payload = self._lock_unique(payload, max(0.0, (at or now) - now))
+        if payload is None:
+            return None
         if at is not None and at > now:
             self.backend.schedule(payload, at)
         else:
@@ -156,10 +169,28 @@ class App:
         for args in arg_lists:
             payload = run_client_chain(self.client_middleware, self.build_payload(name, args, {}))
             if payload is not None:
+                payload = self._lock_unique(payload, 0.0)
+            if payload is not None:
                 payloads.append(attrs.evolve(payload, enqueued_at=now))
         self.backend.push(payloads)
         self.after_push()
         return [p.jid for p in payloads]
+
+    def _lock_unique(self, payload: Payload, delay_s: float) -> Payload | None:
+        """Take the uniqueness lock of a unique_for job; None if another copy holds it."""
+        unique_for_s = self.registry.get(payload.name).options.unique_for_s
+        if not unique_for_s:
+            return payload
+        digest = hashlib.sha256(json.dumps(
+            [payload.name, payload.queue, payload.args, payload.kwargs], sort_keys=True,
+            separators=(",", ":")).encode()).hexdigest()[:32]
+        key = f"unique:{digest}"
+        token = self.backend.acquire_lock(key, unique_for_s + delay_s, self.clock.now())
+        if token is None:
+            log.info("not pushing %s: an identical job is already pending (unique_for=%s s)",
+                     payload.name, unique_for_s)
+            return None
+        return attrs.evolve(payload, unique_key=key, unique_token=token)
 
     def after_push(self) -> None:
         """In inline testing mode, run what was just pushed (not re-entrantly)."""

@@ -21,7 +21,7 @@ ENVIRONMENT: dict[str, str] = {
     "concurrency": "SIDELINE_CONCURRENCY",
     "queues": "SIDELINE_QUEUES",
     "shutdown_timeout_s": "SIDELINE_TIMEOUT",
-    "worker_id": "SIDELINE_INSTANCE_ID",
+    "instance_id": "SIDELINE_INSTANCE_ID",
     "heartbeat_interval_s": "SIDELINE_HEARTBEAT_INTERVAL_S",
     "heartbeat_ttl_s": "SIDELINE_HEARTBEAT_TTL_S",
     "recovery_interval_s": "SIDELINE_RECOVERY_INTERVAL_S",
@@ -63,7 +63,7 @@ class WorkerSettings:
     concurrency: int = 10
     queues: list[str] | dict[str, int] = attrs.field(factory=lambda: ["default"])
     shutdown_timeout_s: float = 25.0
-    worker_id: str | None = None
+    instance_id: str | None = None
     heartbeat_interval_s: float = 5.0
     heartbeat_ttl_s: float = 15.0
     recovery_interval_s: float = 5.0

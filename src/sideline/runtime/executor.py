@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import attrs
 
-from sideline.core.errors import PayloadError, RunExpired, UnknownJob
+from sideline.core.errors import PayloadError, PoisonPill, RunExpired, UnknownJob
 from sideline.core.payload import Payload, decode
 from sideline.core.ports import Delivery
 from sideline.core.retry import next_retry_delay_s
@@ -63,6 +63,11 @@ def process(app: App, worker_id: str, delivery: Delivery, on_error: ErrorSink | 
     except PayloadError as exc:
         settle.bury_unreadable(exc)
         return
+    if payload.recoveries > app.max_recoveries:
+        reason = f"poison pill: recovered {payload.recoveries} times"
+        settle.bury(payload, PoisonPill(f"{reason} (max_recoveries={app.max_recoveries})"),
+                    reason=reason)
+        return
     try:
         spec = app.registry.get(payload.name)
     except UnknownJob as exc:
@@ -96,6 +101,9 @@ def process(app: App, worker_id: str, delivery: Delivery, on_error: ErrorSink | 
             return
     else:
         settle.ack()
+    if payload.unique_key is not None and payload.unique_token is not None:
+        key, token = payload.unique_key, payload.unique_token
+        settle.persist(lambda: app.backend.release_lock(key, token))
     log.info("done %s jid=%s run=%s in %.1f ms", payload.name, payload.jid, run_id or "-",
              elapsed_ms)
 

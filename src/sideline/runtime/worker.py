@@ -40,7 +40,11 @@ class Worker:
         app: the application whose jobs run here.
         concurrency: number of job threads.
         queues: queue names in priority order (strict), or a mapping name -> weight.
-        worker_id: this worker's id (default: host:pid:random).
+        instance_id: this worker's stable identity (SIDELINE_INSTANCE_ID; default
+            host:pid). Each start is a new incarnation, registered as
+            "<instance_id>#<incarnation>"; a restarted instance recovers the jobs its
+            previous incarnation held, at once.
+        worker_id: the exact registry id to use instead (tests; no incarnation suffix).
         fetch_timeout_s: how long a blocking fetch waits before re-checking for stop.
         poll_interval_s: the longest the scheduled-set poller sleeps between passes.
         shutdown_timeout_s: on stop, how long to wait for running jobs before pushing
@@ -53,7 +57,8 @@ class Worker:
 
     def __init__(self, app: App, *, concurrency: int = 10,
                  queues: Sequence[str] | Mapping[str, int] = ("default",),
-                 worker_id: str | None = None, fetch_timeout_s: float = 1.0,
+                 instance_id: str | None = None, worker_id: str | None = None,
+                 fetch_timeout_s: float = 1.0,
                  poll_interval_s: float = 0.1, shutdown_timeout_s: float = 25.0,
                  heartbeat_interval_s: float = 5.0, heartbeat_ttl_s: float = 15.0,
                  recovery_interval_s: float = 5.0) -> None:
@@ -69,7 +74,9 @@ class Worker:
         if any(w < 0 for w in self.weights.values()):
             raise ConfigurationError(f"queue weights must be >= 0, got {self.weights}")
         self.strict = all(w == 0 for w in self.weights.values())
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
+        self.instance_id = instance_id or worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.incarnation = new_id()[:8]
+        self.worker_id = worker_id or f"{self.instance_id}#{self.incarnation}"
         self.fetch_timeout_s = fetch_timeout_s
         self.poll_interval_s = poll_interval_s
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -85,6 +92,7 @@ class Worker:
         self.processed = 0
         self.recovered = 0
         self.started_at = 0.0
+        self._next_expiry = float("inf")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -100,6 +108,7 @@ class Worker:
         self._threads.append(threading.Thread(target=self._poll, name="sideline-poller",
                                               daemon=True))
         self.started_at = self.app.clock.now()
+        self._take_over_previous_incarnations()
         self._heartbeat()
         for thread in self._threads:
             thread.start()
@@ -248,7 +257,8 @@ class Worker:
                     next_beat = now + self.heartbeat_interval_s
                 if now >= next_recovery:
                     self.recover_dead_workers()
-                    next_recovery = now + self.recovery_interval_s
+                    next_recovery = min(now + self.recovery_interval_s,
+                                        self._next_expiry + 0.05)
             except SidelineError:
                 log.exception("housekeeping failed; retrying")
                 due = None
@@ -256,8 +266,27 @@ class Worker:
                 self.poll_interval_s, max(0.0, due - self.app.clock.now()))
             self._stop.wait(wait_s)
 
+    def _take_over_previous_incarnations(self) -> None:
+        """Recover at once what earlier incarnations of this instance held: a process that
+        restarts under the same instance id cannot still be running their jobs."""
+        backend = self.app.backend
+        now = self.app.clock.now()
+        for worker in backend.workers(now):
+            if worker.worker_id == self.worker_id or worker.info.get("instance") != self.instance_id:
+                continue
+            if worker.alive:
+                log.warning("instance %s: taking over from incarnation %s whose heartbeat is "
+                            "still fresh; if another process uses this instance id, give each "
+                            "its own SIDELINE_INSTANCE_ID", self.instance_id, worker.worker_id)
+            moved = backend.recover(worker.worker_id)
+            backend.forget_worker(worker.worker_id)
+            self.recovered += moved
+            log.warning("instance %s: recovered %d job(s) of previous incarnation %s",
+                        self.instance_id, moved, worker.worker_id)
+
     def _heartbeat(self) -> None:
-        info = {"host": socket.gethostname(), "pid": str(os.getpid()),
+        info = {"instance": self.instance_id, "incarnation": self.incarnation,
+                "host": socket.gethostname(), "pid": str(os.getpid()),
                 "concurrency": str(self.concurrency), "busy": str(self.busy),
                 "queues": ",".join(self.weights), "started_at": repr(self.started_at)}
         self.app.backend.heartbeat(self.worker_id, info, self.heartbeat_ttl_s,
@@ -268,12 +297,16 @@ class Worker:
         jobs back to their queues and forget the worker. Returns the jobs moved."""
         backend = self.app.backend
         now = self.app.clock.now()
-        token = backend.acquire_lock("recovery", max(30.0, self.recovery_interval_s * 2), now)
+        token = backend.acquire_lock("recovery", max(2.0, self.recovery_interval_s), now)
         if token is None:
             return 0  # another worker is recovering right now
         moved = 0
         try:
-            for worker in backend.workers(now):
+            workers = backend.workers(now)
+            self._next_expiry = min((w.expires_at for w in workers
+                                     if w.alive and w.worker_id != self.worker_id),
+                                    default=float("inf"))
+            for worker in workers:
                 if worker.alive or worker.worker_id == self.worker_id:
                     continue
                 count = backend.recover(worker.worker_id)
