@@ -143,3 +143,31 @@ def test_unique_lock_is_kept_by_a_recovered_job_and_expires(backend: Backend) ->
     assert app.enqueue("sync") is None
     time.sleep(0.4)
     assert app.enqueue("sync") is not None  # the lock expired
+
+
+def test_orphan_view_lists_retries_and_deletes_jobs_of_dead_workers(backend: Backend) -> None:
+    app = App(backend, testing="collect")
+    ran: list[int] = []
+    app.job(name="rec")(ran.append)
+    app.enqueue_bulk("rec", [[1], [2], [3]])
+    backend.push_raw("default", "not a payload")  # type: ignore[attr-defined]
+    now = app.clock.now()
+    backend.heartbeat("crashed#1", {"instance": "crashed"}, 1.0, now - 5)  # expired at now - 4
+    assert len(backend.fetch_many("crashed#1", ["default"], 4)) == 4
+    orphans = app.orphans()
+    assert [(o.worker_id, o.instance, o.orphaned_at) for o in orphans] == [
+        ("crashed#1", "crashed", now - 4)] * 4
+    assert [o.payload.args if o.payload else None for o in orphans] == [[1], [2], [3], None]
+    assert orphans[3].error is not None
+    assert orphans[3].error.startswith("payload is not valid JSON")
+    assert app.retry_orphans([orphans[0]]) == 1  # retry one
+    assert app.delete_orphans([orphans[1], orphans[3]]) == 2  # delete some
+    assert app.retry_orphans() == 1  # bulk: the rest
+    assert app.orphans() == []
+    assert "crashed#1" not in {w.worker_id for w in backend.workers(app.clock.now())}
+    app.drain()
+    assert sorted(ran) == [1, 3]
+    log = app.recovered()
+    assert [(r.jid is not None, r.args, r.instance, r.recoveries) for r in log] == [
+        (True, [3], "crashed", 1), (True, [1], "crashed", 1)]
+    assert log[0].orphaned_at == now - 4

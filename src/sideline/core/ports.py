@@ -151,6 +151,27 @@ class InstanceRegistry(Protocol):
         one atomic move per job, adding one to each payload's `recoveries`; return the count."""
         ...
 
+    def held(self, worker_id: str) -> list[Delivery]:
+        """The jobs in a worker's in-progress lists, with their queues."""
+        ...
+
+    def recover_job(self, worker_id: str, delivery: Delivery) -> bool:
+        """Move one held job back to the head of its queue (recoveries + 1); False if it is
+        no longer held (someone else moved it)."""
+        ...
+
+    def discard(self, worker_id: str, delivery: Delivery) -> bool:
+        """Drop one held job for good; False if it is no longer held."""
+        ...
+
+    def log_recoveries(self, entries: Sequence[str], keep: int) -> None:
+        """Append JSON records of recovered jobs to the recovery log, keeping the newest `keep`."""
+        ...
+
+    def recovery_log(self, limit: int) -> list[str]:
+        """The newest recovery records, newest first."""
+        ...
+
     def acquire_lock(self, name: str, ttl_s: float, now: float) -> str | None:
         """Take lock `name` for ttl_s seconds; return its token, or None if someone holds it."""
         ...

@@ -18,10 +18,12 @@ from sideline.core.jobs import JobOptions, JobSpec, Registry, normalize_retry
 from sideline.core.payload import Payload, check_json_native
 from sideline.core.ports import Backend
 from sideline.core.retry import RetryIn
+from sideline.runtime import orphans as orphan_ops
 from sideline.runtime import workflows
 from sideline.runtime._env import SystemClock, new_id, system_random
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import ClientMiddleware, ServerMiddleware, run_client_chain
+from sideline.runtime.orphans import Orphan, Recovery
 from sideline.runtime.testing import drain
 from sideline.runtime.worker import Worker
 from sideline.runtime.workflows import RunInfo
@@ -217,6 +219,25 @@ class App:
         if moved:
             self.after_push()
         return moved
+
+    def orphans(self) -> list[Orphan]:
+        """Jobs held by workers whose heartbeat expired, not yet recovered."""
+        return orphan_ops.find_orphans(self)
+
+    def retry_orphans(self, selected: Sequence[Orphan] | None = None) -> int:
+        """Move orphans (default: all) back to their queues now; return how many moved."""
+        moved = orphan_ops.recover_orphans(self, self.orphans() if selected is None else selected)
+        if moved:
+            self.after_push()
+        return moved
+
+    def delete_orphans(self, selected: Sequence[Orphan] | None = None) -> int:
+        """Drop orphans (default: all) for good; return how many were dropped."""
+        return orphan_ops.delete_orphans(self, self.orphans() if selected is None else selected)
+
+    def recovered(self, limit: int = 100) -> list[Recovery]:
+        """The log of recovered jobs, newest first (instance, time orphaned, args, ...)."""
+        return orphan_ops.recovery_log(self, limit)
 
     def worker(self, **options: Any) -> Worker:
         """A Worker for this app (not started); options as for Worker."""

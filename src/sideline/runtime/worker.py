@@ -22,6 +22,7 @@ from sideline.core.jobs import check_queue_name
 from sideline.core.ports import Delivery
 from sideline.runtime._env import new_id
 from sideline.runtime.executor import process
+from sideline.runtime.orphans import find_orphans, forget_emptied, recover_orphans
 
 if TYPE_CHECKING:
     from sideline.runtime.app import App
@@ -269,20 +270,19 @@ class Worker:
     def _take_over_previous_incarnations(self) -> None:
         """Recover at once what earlier incarnations of this instance held: a process that
         restarts under the same instance id cannot still be running their jobs."""
-        backend = self.app.backend
         now = self.app.clock.now()
-        for worker in backend.workers(now):
-            if worker.worker_id == self.worker_id or worker.info.get("instance") != self.instance_id:
-                continue
+        earlier = [w for w in self.app.backend.workers(now)
+                   if w.worker_id != self.worker_id and w.info.get("instance") == self.instance_id]
+        for worker in earlier:
             if worker.alive:
                 log.warning("instance %s: taking over from incarnation %s whose heartbeat is "
                             "still fresh; if another process uses this instance id, give each "
                             "its own SIDELINE_INSTANCE_ID", self.instance_id, worker.worker_id)
-            moved = backend.recover(worker.worker_id)
-            backend.forget_worker(worker.worker_id)
-            self.recovered += moved
-            log.warning("instance %s: recovered %d job(s) of previous incarnation %s",
-                        self.instance_id, moved, worker.worker_id)
+            self.app.backend.heartbeat(worker.worker_id, {}, -1.0, now)  # mark it dead now
+        if earlier:
+            ids = [w.worker_id for w in earlier]
+            self.recovered += recover_orphans(self.app, find_orphans(self.app, ids))
+            forget_emptied(self.app, ids)
 
     def _heartbeat(self) -> None:
         info = {"instance": self.instance_id, "incarnation": self.incarnation,
@@ -306,15 +306,11 @@ class Worker:
             self._next_expiry = min((w.expires_at for w in workers
                                      if w.alive and w.worker_id != self.worker_id),
                                     default=float("inf"))
-            for worker in workers:
-                if worker.alive or worker.worker_id == self.worker_id:
-                    continue
-                count = backend.recover(worker.worker_id)
-                backend.forget_worker(worker.worker_id)
-                if count:
-                    log.warning("recovered %d job(s) of dead worker %s", count,
-                                worker.worker_id)
-                moved += count
+            dead = [w.worker_id for w in workers
+                    if not w.alive and w.worker_id != self.worker_id]
+            if dead:
+                moved = recover_orphans(self.app, find_orphans(self.app, dead))
+                forget_emptied(self.app, dead)
         finally:
             backend.release_lock("recovery", token)
         self.recovered += moved

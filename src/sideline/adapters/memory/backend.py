@@ -67,6 +67,7 @@ class MemoryBackend:
         self._workers: dict[str, tuple[float, dict[str, str]]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._wakeups = 0
+        self._recovery_log: list[str] = []
 
     # -- internals -------------------------------------------------------------------------
 
@@ -362,6 +363,41 @@ class MemoryBackend:
             for delivery in reversed(held):
                 self._push_raw(delivery.queue, bump_recoveries(delivery.raw), front=True)
             return len(held)
+
+    def held(self, worker_id: str) -> list[Delivery]:
+        """The jobs in a worker's in-progress list."""
+        with self._lock:
+            return list(self._in_progress.get(worker_id, []))
+
+    def recover_job(self, worker_id: str, delivery: Delivery) -> bool:
+        """Move one held job back to its queue head."""
+        with self._op("recover"):
+            held = self._in_progress.get(worker_id, [])
+            if delivery not in held:
+                return False
+            held.remove(delivery)
+            self._push_raw(delivery.queue, bump_recoveries(delivery.raw), front=True)
+            return True
+
+    def discard(self, worker_id: str, delivery: Delivery) -> bool:
+        """Drop one held job."""
+        with self._lock:
+            held = self._in_progress.get(worker_id, [])
+            if delivery not in held:
+                return False
+            held.remove(delivery)
+            return True
+
+    def log_recoveries(self, entries: Sequence[str], keep: int) -> None:
+        """Prepend recovery records, keeping the newest `keep`."""
+        with self._lock:
+            self._recovery_log[:0] = list(reversed(entries))
+            del self._recovery_log[keep:]
+
+    def recovery_log(self, limit: int) -> list[str]:
+        """The newest recovery records."""
+        with self._lock:
+            return self._recovery_log[:limit]
 
     def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float, now: float) -> None:
         """Register the worker as alive until now + ttl_s."""

@@ -233,6 +233,45 @@ class QueueOps(RedisBase):
                         keys=[key], args=[self.prefix, queue, raw, bump_recoveries(raw)])
         return moved
 
+    def held(self, worker_id: str) -> list[Delivery]:
+        """The jobs in a worker's in-progress lists, with their queues."""
+        queues = self._queues()
+        with translate("held"):
+            pipe = self.client.pipeline(transaction=False)
+            for queue in queues:
+                pipe.lrange(self.keys.in_progress(worker_id, queue), 0, -1)
+            lists = pipe.execute()
+        return [Delivery(raw, queue) for queue, raws in zip(queues, lists, strict=True)
+                for raw in raws]
+
+    def recover_job(self, worker_id: str, delivery: Delivery) -> bool:
+        """Move one held job back to its queue head, atomically."""
+        with translate("recover_job"):
+            return bool(self.scripts["recover_job"](
+                keys=[self.keys.in_progress(worker_id, delivery.queue)],
+                args=[self.prefix, delivery.queue, delivery.raw, bump_recoveries(delivery.raw)]))
+
+    def discard(self, worker_id: str, delivery: Delivery) -> bool:
+        """Drop one held job."""
+        with translate("discard"):
+            key = self.keys.in_progress(worker_id, delivery.queue)
+            return bool(self.client.lrem(key, 1, delivery.raw))
+
+    def log_recoveries(self, entries: Sequence[str], keep: int) -> None:
+        """Prepend recovery records, keeping the newest `keep`."""
+        if not entries:
+            return
+        with translate("log_recoveries"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.lpush(self.keys("recovered"), *entries)
+            pipe.ltrim(self.keys("recovered"), 0, keep - 1)
+            pipe.execute()
+
+    def recovery_log(self, limit: int) -> list[str]:
+        """The newest recovery records."""
+        with translate("recovery_log"):
+            return list(self.client.lrange(self.keys("recovered"), 0, limit - 1))
+
     def acquire_lock(self, name: str, ttl_s: float, now: float) -> str | None:
         """Take lock `name` (SET NX PX); None if someone holds it."""
         token = uuid.uuid4().hex
