@@ -128,6 +128,8 @@ def _enqueue(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sideline", description="sideline background jobs")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING... (SIDELINE_LOG_LEVEL; "
+                        "default INFO, WARNING for demo)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run the proof workflows on an embedded worker")
@@ -166,9 +168,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sideline` console script."""
     args = _parser().parse_args(argv)
+    level = args.log_level or os.environ.get("SIDELINE_LOG_LEVEL") or (
+        "WARNING" if args.command == "demo" else "INFO")
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else (
-            logging.WARNING if args.command == "demo" else logging.INFO),
+        level="DEBUG" if args.verbose else level.upper(),
         format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
     try:
         code: int = args.handler(args)

@@ -21,6 +21,7 @@ from sideline.core.retry import RetryIn
 from sideline.runtime import orphans as orphan_ops
 from sideline.runtime import workflows
 from sideline.runtime._env import SystemClock, new_id, system_random
+from sideline.runtime.config import WorkerSettings, env_number
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import ClientMiddleware, ServerMiddleware, run_client_chain
 from sideline.runtime.orphans import Orphan, Recovery
@@ -45,22 +46,26 @@ class App:
         testing: None for real workers; "inline" runs every pushed job at once in the
             pushing thread; "collect" keeps pushed jobs until `drain()` runs them.
         clock, random: injected time and randomness (tests pass fakes).
-        run_ttl_s: how long a workflow run's state lives after its last change.
+        run_ttl_s: how long a workflow run's state lives after its last change
+            (default SIDELINE_RUN_TTL_S, else 7 days).
         max_recoveries: a job recovered from dead workers more often than this is a
-            poison pill: it goes to the dead set instead of running again.
+            poison pill: it goes to the dead set instead of running again (default
+            SIDELINE_MAX_RECOVERIES, else 3).
     """
 
     def __init__(self, backend: Backend | None = None, *, testing: TestingMode | None = None,
                  clock: Clock | None = None, random: RandomSource | None = None,
-                 run_ttl_s: int = 7 * 24 * 3600, max_recoveries: int = 3) -> None:
+                 run_ttl_s: int | None = None, max_recoveries: int | None = None) -> None:
         if testing not in (None, "inline", "collect"):
             raise ConfigurationError(f"testing must be None, 'inline' or 'collect', got {testing!r}")
         self.backend: Backend = backend if backend is not None else MemoryBackend()
         self.testing = testing
         self.clock: Clock = clock or SystemClock()
         self.random: RandomSource = random or system_random()
-        self.run_ttl_s = run_ttl_s
-        self.max_recoveries = max_recoveries
+        self.run_ttl_s = int(run_ttl_s if run_ttl_s is not None else env_number(
+            "SIDELINE_RUN_TTL_S", 7 * 24 * 3600, integer=True))
+        self.max_recoveries = int(max_recoveries if max_recoveries is not None else env_number(
+            "SIDELINE_MAX_RECOVERIES", 3, integer=True))
         self.registry = Registry()
         self.client_middleware: list[ClientMiddleware] = []
         self.server_middleware: list[ServerMiddleware] = []
@@ -240,8 +245,11 @@ class App:
         return orphan_ops.recovery_log(self, limit)
 
     def worker(self, **options: Any) -> Worker:
-        """A Worker for this app (not started); options as for Worker."""
-        return Worker(self, **options)
+        """A Worker for this app (not started): options as for Worker; a setting not given
+        comes from its SIDELINE_* environment variable (see docs/configuration.md)."""
+        settings = attrs.asdict(WorkerSettings.resolve(options), recurse=False)
+        settings.pop("app")
+        return Worker(self, **{**settings, **options})
 
     # -- testing helpers -------------------------------------------------------------------
 

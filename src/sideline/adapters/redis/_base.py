@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
+from redis.cluster import RedisCluster
 
 from sideline.adapters.redis._keys import Keys
 from sideline.adapters.redis._scripts import Scripts
 from sideline.core.errors import BackendError, ConfigurationError, WorkflowError
 
-__all__ = ["RedisBase", "num", "translate"]
+__all__ = ["RedisBase", "RedisClient", "num", "translate"]
+
+RedisClient: TypeAlias = "redis.Redis | RedisCluster"
+"""What RedisBackend accepts: a client of one server, or of a Redis Cluster."""
+
+# The first redis-py whose RedisCluster runs pipeline(transaction=True) as MULTI/EXEC on
+# the slot's node (redis-py 6.1.0, PR #3611); older ones refuse transactional pipelines.
+_CLUSTER_MULTI_SINCE = (6, 1)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts: list[int] = []
+    for part in text.split(".")[:2]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
 
 
 def num(value: float) -> str:
@@ -25,6 +41,16 @@ def translate(operation: str) -> Iterator[None]:
     """Turn redis-py errors into sideline errors that say what failed and what to check."""
     try:
         yield
+    except redis.exceptions.ClusterDownError as exc:  # before ResponseError: it is one
+        raise BackendError(
+            f"Redis Cluster is down during {operation}: {exc} (a slot has no reachable "
+            "master; check CLUSTER INFO)") from exc
+    except redis.exceptions.ClusterError as exc:  # redirections or node errors, retries spent
+        raise BackendError(
+            f"Redis Cluster unreachable during {operation}: {exc} (are its nodes running?)"
+        ) from exc
+    except redis.exceptions.RedisClusterException as exc:  # not a RedisError subclass
+        raise BackendError(f"Redis Cluster refused {operation}: {exc}") from exc
     except redis.exceptions.MaxConnectionsError as exc:
         raise BackendError(
             f"Redis connection pool exhausted during {operation}: {exc} (size max_connections "
@@ -45,13 +71,20 @@ def translate(operation: str) -> Iterator[None]:
 class RedisBase:
     """The state every part of RedisBackend shares."""
 
-    def __init__(self, client: redis.Redis, *, namespace: str, owns_client: bool,
+    def __init__(self, client: RedisClient, *, namespace: str, owns_client: bool,
                  max_dead: int, dead_ttl_s: float) -> None:
+        # A Redis client reads its pool's connection kwargs; a RedisCluster those its
+        # nodes' connections are made with. Either carries decode_responses.
         kwargs: dict[str, Any] = client.get_connection_kwargs()
         if not kwargs.get("decode_responses"):
             raise ConfigurationError(
                 "RedisBackend needs a client created with decode_responses=True "
-                "(or use RedisBackend.from_url)")
+                "(or use RedisBackend.from_url / RedisBackend.from_cluster)")
+        self.cluster = isinstance(client, RedisCluster)
+        if self.cluster and _version(redis.__version__) < _CLUSTER_MULTI_SINCE:
+            raise ConfigurationError(
+                f"RedisBackend on a Redis Cluster needs redis-py 6.1 or newer (found "
+                f"{redis.__version__}): older RedisCluster clients cannot run MULTI/EXEC")
         # Typed Any: redis-py's stubs return bytes | str unions whatever decode_responses
         # says; this client always decodes (checked above).
         self.client: Any = client
@@ -63,9 +96,14 @@ class RedisBase:
         self._owns_client = owns_client
 
     def close(self) -> None:
-        """Close the connection pool if this backend created it (never a client it was handed)."""
-        if self._owns_client:
-            self.client.close()
+        """Close the connection pool if this backend created it (never a client it was handed).
+
+        A RedisCluster client closes the pools of all its nodes.
+        """
+        if not self._owns_client:
+            return
+        self.client.close()
+        if not self.cluster:
             self.client.connection_pool.disconnect()
 
     def _queues(self) -> list[str]:

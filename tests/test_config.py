@@ -1,0 +1,55 @@
+"""Settings: arguments win over SIDELINE_* variables, which win over defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from sideline import App, ConfigurationError
+from sideline.runtime.config import WorkerSettings, env_number, parse_queues
+
+
+def test_queue_lists_are_strict_and_weighted_when_every_queue_has_a_weight() -> None:
+    assert parse_queues("critical, default") == ["critical", "default"]
+    assert parse_queues("critical:3,default:1") == {"critical": 3, "default": 1}
+    with pytest.raises(ConfigurationError, match="give every queue a weight"):
+        parse_queues("a:3,b")
+    with pytest.raises(ConfigurationError, match="at least one queue"):
+        parse_queues(" , ")
+
+
+def test_argument_beats_environment_beats_default() -> None:
+    environ = {"SIDELINE_CONCURRENCY": "7", "SIDELINE_QUEUES": "a,b", "SIDELINE_TIMEOUT": "3",
+               "SIDELINE_HEARTBEAT_TTL_S": ""}
+    settings = WorkerSettings.resolve({"concurrency": 2, "queues": None}, environ)
+    assert (settings.concurrency, settings.queues, settings.shutdown_timeout_s) == (
+        2, ["a", "b"], 3.0)
+    assert settings.heartbeat_ttl_s == 15.0  # empty variable: the default
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"SIDELINE_CONCURRENCY": "ten"}, "concurrency 'ten' is not an integer"),
+    ({"SIDELINE_TIMEOUT": "soon"}, "SIDELINE_TIMEOUT='soon' is not a number"),
+])
+def test_bad_environment_values_are_named(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        WorkerSettings.resolve({}, environ)
+
+
+def test_env_number() -> None:
+    assert env_number("X", 5, environ={}) == 5
+    assert env_number("X", 5, integer=True, environ={"X": "9"}) == 9
+    with pytest.raises(ConfigurationError, match=r"X='1\.5' is not an integer"):
+        env_number("X", 5, integer=True, environ={"X": "1.5"})
+
+
+def test_app_and_embedded_worker_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIDELINE_MAX_RECOVERIES", "9")
+    monkeypatch.setenv("SIDELINE_RUN_TTL_S", "60")
+    monkeypatch.setenv("SIDELINE_CONCURRENCY", "3")
+    monkeypatch.setenv("SIDELINE_INSTANCE_ID", "box-1")
+    app = App()
+    assert (app.max_recoveries, app.run_ttl_s) == (9, 60)
+    assert App(max_recoveries=1).max_recoveries == 1
+    worker = app.worker(queues=["q"])
+    assert (worker.concurrency, worker.weights, worker.instance_id) == (3, {"q": 0}, "box-1")
+    assert app.worker(concurrency=5).concurrency == 5
