@@ -1,8 +1,9 @@
-"""The adapters every contract suite runs against: memory, fakeredis and a real Redis.
+"""The adapters every contract suite runs against: memory, fakeredis, a real Redis and a
+3-master Redis Cluster.
 
 Each backend fixture yields a fresh, empty backend (the Redis ones in a namespace of
 their own, deleted afterwards). A behaviour that differs between adapters is a bug
-in one of them.
+in one of them. The cluster is started once per test process (tests/redis/cluster.py).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import pytest
 
 from sideline.adapters.memory import MemoryBackend
 from sideline.core.ports import Backend
+from tests.redis.cluster import cluster_backend
 from tests.support import fake_redis_backend, real_redis_backend
 
-ADAPTERS = ["memory", "fakeredis", pytest.param("redis", marks=pytest.mark.redis)]
+ADAPTERS = ["memory", "fakeredis", pytest.param("redis", marks=pytest.mark.redis),
+            pytest.param("cluster", marks=pytest.mark.redis)]
 
 
 def make_backend(kind: str, **options: Any) -> Iterator[Backend]:
@@ -24,6 +27,8 @@ def make_backend(kind: str, **options: Any) -> Iterator[Backend]:
         yield MemoryBackend(**options)
     elif kind == "fakeredis":
         yield from fake_redis_backend(**options)
+    elif kind == "cluster":
+        yield from cluster_backend(**options)
     else:
         yield from real_redis_backend(**options)
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
+from redis.cluster import ClusterNode, RedisCluster
 
+from sideline.adapters.redis._base import RedisClient
 from sideline.adapters.redis._queues import QueueOps
 from sideline.adapters.redis._runs import RunOps
+from sideline.core.errors import BackendError, ConfigurationError
 
 __all__ = ["DEFAULT_REDIS_URL", "RedisBackend", "redis_url"]
 
@@ -19,42 +24,100 @@ def redis_url() -> str:
     return os.environ.get("SIDELINE_REDIS_URL") or DEFAULT_REDIS_URL
 
 
+def _connect_cluster(connect: Callable[[], RedisCluster]) -> RedisCluster:
+    """Create a RedisCluster client; it asks a startup node for the slot map at once."""
+    try:
+        return connect()
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+        raise BackendError(
+            f"Redis Cluster unreachable: {exc} (are the startup nodes running, in cluster "
+            "mode, and is cluster_state ok?)") from exc
+
+
 class RedisBackend(QueueOps, RunOps):
     """The production backend.
 
     Args:
-        client: a redis-py client created with decode_responses=True. The backend never
-            closes a client it was handed; use `from_url` to let it own one.
+        client: a redis-py client created with decode_responses=True: a `redis.Redis`, or
+            a `redis.cluster.RedisCluster` for a Redis Cluster. The backend never closes a
+            client it was handed; use `from_url` or `from_cluster` to let it own one.
         namespace: every key lives under "{namespace}:" (one hash tag: one Cluster slot).
         max_dead: the dead set keeps at most this many jobs.
         dead_ttl_s: dead jobs older than this are dropped.
     """
 
-    def __init__(self, client: redis.Redis, *, namespace: str = "sideline",
+    def __init__(self, client: RedisClient, *, namespace: str = "sideline",
                  max_dead: int = 10_000, dead_ttl_s: float = 180 * 24 * 3600,
                  _owns_client: bool = False) -> None:
         super().__init__(client, namespace=namespace, owns_client=_owns_client,
                          max_dead=max_dead, dead_ttl_s=dead_ttl_s)
 
     @classmethod
-    def from_url(cls, url: str | None = None, *, max_connections: int | None = None,
-                 namespace: str = "sideline", max_dead: int = 10_000,
-                 dead_ttl_s: float = 180 * 24 * 3600) -> RedisBackend:
+    def from_url(cls, url: str | None = None, *, cluster: bool = False,
+                 max_connections: int | None = None, namespace: str = "sideline",
+                 max_dead: int = 10_000, dead_ttl_s: float = 180 * 24 * 3600) -> RedisBackend:
         """A backend with its own connection pool (closed by `close()`).
 
         Args:
             url: the server; default SIDELINE_REDIS_URL, else redis://127.0.0.1:6379/0.
-            max_connections: pool size; size it to the worker's thread count plus a few.
+            cluster: the URL names one node of a Redis Cluster: connect with a
+                `RedisCluster` client, which discovers the other nodes from it.
+            max_connections: pool size (per node, for a cluster); size it to the worker's
+                thread count plus a few.
         """
-        pool = redis.ConnectionPool.from_url(url or redis_url(), decode_responses=True,
-                                             max_connections=max_connections,
-                                             health_check_interval=30)
-        client = redis.Redis(connection_pool=pool)
-        return cls(client, namespace=namespace, max_dead=max_dead, dead_ttl_s=dead_ttl_s,
-                   _owns_client=True)
+        client: RedisClient
+        if cluster:
+            client = _connect_cluster(lambda: RedisCluster.from_url(
+                url or redis_url(), decode_responses=True, max_connections=max_connections,
+                health_check_interval=30))
+        else:
+            pool = redis.ConnectionPool.from_url(url or redis_url(), decode_responses=True,
+                                                 max_connections=max_connections,
+                                                 health_check_interval=30)
+            client = redis.Redis(connection_pool=pool)
+        return cls._owning(client, namespace=namespace, max_dead=max_dead,
+                           dead_ttl_s=dead_ttl_s)
+
+    @classmethod
+    def from_cluster(cls, startup_nodes: Sequence[tuple[str, int]], *,
+                     max_connections: int | None = None, namespace: str = "sideline",
+                     max_dead: int = 10_000, dead_ttl_s: float = 180 * 24 * 3600,
+                     **client_options: Any) -> RedisBackend:
+        """A backend on a Redis Cluster, with a client of its own (closed by `close()`).
+
+        Args:
+            startup_nodes: (host, port) of one or more cluster nodes; the client discovers
+                the rest and follows slot moves.
+            max_connections: connections per node; size it to the worker's thread count
+                plus a few.
+            client_options: passed on to `redis.cluster.RedisCluster` (password, ssl, ...).
+        """
+        if not startup_nodes:
+            raise ConfigurationError("from_cluster needs at least one (host, port) startup node")
+        options: dict[str, Any] = {"health_check_interval": 30, **client_options,
+                                   "decode_responses": True}
+        if max_connections is not None:
+            options["max_connections"] = max_connections
+        node: Any = ClusterNode  # redis-py leaves ClusterNode.__init__ unannotated
+        client = _connect_cluster(lambda: RedisCluster(
+            startup_nodes=[node(host, port) for host, port in startup_nodes], **options))
+        return cls._owning(client, namespace=namespace, max_dead=max_dead,
+                           dead_ttl_s=dead_ttl_s)
+
+    @classmethod
+    def _owning(cls, client: RedisClient, **options: Any) -> RedisBackend:
+        """A backend that owns `client`; the client is closed if the backend is refused."""
+        try:
+            return cls(client, _owns_client=True, **options)
+        except BaseException:
+            client.close()
+            raise
 
     def flush_namespace(self) -> int:
-        """Delete every key of this namespace (tests and demos); return how many."""
+        """Delete every key of this namespace (tests and demos); return how many.
+
+        On a cluster, SCAN runs on every master; the keys all live on one of them.
+        """
         deleted = 0
         batch: list[str] = []
         for key in self.client.scan_iter(match=f"{self.prefix}*", count=1000):
