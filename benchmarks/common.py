@@ -6,7 +6,9 @@ count):
 
 - the start of the first fetch that returned a job, and the end of the ack that made
   `expect_acks` acks: the no-op throughput window ("throughput" channel);
-- the moment complete_node/fail_node finished a workflow run ("run" channel).
+- the moment complete_node/fail_node finished a workflow run ("run" channel);
+- for the recovery benchmark, the moment a `bench.block` job started, and in which
+  process ("recovery" channel); the job then blocks until the driver posts on "release".
 
 They publish these as JSON messages. On Redis a message is RPUSHed to
 "{namespace}:bench:<channel>", so the benchmark driver (another process) BLPOPs it;
@@ -16,6 +18,7 @@ in memory it goes on a queue.Queue. `wait_message` reads them on either.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -29,6 +32,7 @@ from sideline.core.ports import Delivery
 from sideline.core.run import Transition
 
 __all__ = [
+    "BLOCK",
     "ENV_BACKEND",
     "ENV_EXPECT_ACKS",
     "ENV_MAX_CONNECTIONS",
@@ -54,16 +58,34 @@ ENV_QUIET_LOGS = "SIDELINE_BENCH_QUIET_LOGS"
 """When '1', the worker process logs sideline.worker at WARNING (no per-job INFO line)."""
 
 NOOP = "bench.noop"
+BLOCK = "bench.block"
+BLOCK_MAX_S = 600.0
+"""A `bench.block` job gives up waiting for its release after this long."""
 
 
 def noop(*_args: Any) -> None:
     """The job every benchmark runs: it does nothing."""
 
 
+def blocker(backend: Any) -> Callable[[], None]:
+    """The `bench.block` job of `backend` (a timing backend): say on the "recovery" channel
+    that it started (when, in which process), then wait for a message on "release"."""
+
+    def block() -> None:
+        backend.publish("recovery", {"pid": os.getpid(), "started_at": time.time()})
+        deadline = time.monotonic() + BLOCK_MAX_S
+        while (left := deadline - time.monotonic()) > 0:
+            if backend.receive("release", min(left, 1.0)) is not None:
+                return
+
+    return block
+
+
 def build_app(backend: Any) -> App:
-    """An App on `backend` with the benchmark job declared under a fixed name."""
+    """An App on `backend` with the benchmark jobs declared under fixed names."""
     app = App(backend)
     app.job(name=NOOP)(noop)
+    app.job(name=BLOCK, retry=False)(blocker(backend))
     return app
 
 
@@ -134,6 +156,14 @@ class _Timing:
 
     # -- the channel ----------------------------------------------------------------------
 
+    def publish(self, channel: str, message: dict[str, Any]) -> None:
+        """Post `message` on `channel` (any process of the namespace can receive it)."""
+        self._publish(channel, message)
+
+    def receive(self, channel: str, timeout_s: float) -> dict[str, Any] | None:
+        """The next message on `channel`, or None after `timeout_s`."""
+        return self._receive(channel, timeout_s)
+
     def _publish(self, channel: str, message: dict[str, Any]) -> None:
         raise NotImplementedError
 
@@ -178,7 +208,7 @@ class TimedMemoryBackend(_Timing, MemoryBackend):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._channels: dict[str, queue.Queue[dict[str, Any]]] = {
-            "throughput": queue.Queue(), "run": queue.Queue()}
+            name: queue.Queue() for name in ("throughput", "run", "recovery", "release")}
 
     def _publish(self, channel: str, message: dict[str, Any]) -> None:
         self._channels[channel].put(message)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """sideline benchmarks: worker throughput, workflow fan-in and chain latency, enqueue rates,
-and the size of a run's stored state.
+the size of a run's stored state, and how soon a SIGKILLed worker's job runs again.
 
-    python benchmarks/run.py --backend redis [--json] [--quick] [--jobs N]
+    python benchmarks/run.py --backend redis [--json] [--quick] [--jobs N] [--skip-recovery]
     python benchmarks/run.py --backend memory [--json] [--quick]
 
 Redis: the server is SIDELINE_REDIS_URL (default redis://127.0.0.1:6379/0). Every key lives
@@ -22,6 +22,12 @@ start-up and import time never count:
 - payload_bytes: the stored state of a `length`-step chain (MEMORY USAGE of the run's keys)
   and the stored payload of node 0 against node length-1: sizes that differ only by the
   digits of the node id show a job's payload stays O(1) whatever the workflow's size.
+- recovery (Redis only): two more worker processes, "victim" and "survivor". The victim
+  runs a job that blocks; right after the victim's next heartbeat (the worst case: its
+  registry entry then lives a whole TTL) it is SIGKILLed. From the SIGKILL (this process's
+  clock) to the job starting again on the survivor (the survivor's clock; same machine).
+  Default heartbeat settings (every 5 s, TTL 15 s, recovery passes every 5 s: target
+  < TTL + 2 s); --quick uses 0.5 s / 1.5 s / 0.5 s. --skip-recovery leaves it out.
 
 With --json every result is one JSON object per line on stdout (progress goes to stderr);
 without it, a table. Targets from the issue are printed, never asserted.
@@ -52,6 +58,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/run.py` puts benchmarks/, no
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import (  # noqa: E402
+    BLOCK,
     ENV_BACKEND,
     ENV_EXPECT_ACKS,
     ENV_MAX_CONNECTIONS,
@@ -86,6 +93,28 @@ FULL = Sizes(jobs=20_000, enqueue_jobs=5_000, width=1_000, length=1_000)
 QUICK = Sizes(jobs=500, enqueue_jobs=200, width=100, length=100)
 
 
+@dataclass(frozen=True)
+class Heartbeats:
+    """The worker settings the recovery benchmark runs with."""
+
+    interval_s: float
+    ttl_s: float
+    recovery_interval_s: float
+
+    def env(self) -> dict[str, str]:
+        return {"SIDELINE_HEARTBEAT_INTERVAL_S": str(self.interval_s),
+                "SIDELINE_HEARTBEAT_TTL_S": str(self.ttl_s),
+                "SIDELINE_RECOVERY_INTERVAL_S": str(self.recovery_interval_s)}
+
+    @property
+    def target_s(self) -> float:
+        return self.ttl_s + 2.0
+
+
+DEFAULT_HEARTBEATS = Heartbeats(interval_s=5.0, ttl_s=15.0, recovery_interval_s=5.0)
+QUICK_HEARTBEATS = Heartbeats(interval_s=0.5, ttl_s=1.5, recovery_interval_s=0.5)
+
+
 def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -105,8 +134,10 @@ class SubprocessWorker:
     """One `sideline worker` process on the benchmark's namespace."""
 
     def __init__(self, namespace: str, *, expect_acks: int, concurrency: int,
-                 quiet_logs: bool) -> None:
+                 quiet_logs: bool, instance_id: str | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
         env = dict(os.environ)
+        env.update(extra_env or {})
         env.update({
             ENV_BACKEND: "redis",
             ENV_NAMESPACE: namespace,
@@ -118,9 +149,10 @@ class SubprocessWorker:
         # The worker logs a line per job at INFO: keep it in a file, never in a pipe that
         # nobody reads (a full pipe would stall the worker).
         self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
+        identity = ["-i", instance_id] if instance_id else []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sideline.cli", "worker", "--app", "benchmarks.apps:app",
-             "-c", str(concurrency)],
+             "-c", str(concurrency), *identity],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
 
     def log_tail(self, limit: int = 4_000) -> str:
@@ -296,6 +328,76 @@ def bench_payload_bytes_memory(app: App, length: int) -> Result:
             "queued_job_bytes": len(queued.encode())}
 
 
+def _registered(backend: Any, worker: SubprocessWorker, timeout_s: float) -> str:
+    """Wait until `worker` has heartbeated; its registry id."""
+    deadline = time.monotonic() + timeout_s
+    pid = str(worker.process.pid)
+    while True:
+        worker.check()
+        for entry in backend.workers(time.time()):
+            if entry.alive and entry.info.get("pid") == pid:
+                return str(entry.worker_id)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker did not register within {timeout_s} s:\n"
+                               f"{worker.log_tail()}")
+        time.sleep(0.02)
+
+
+def _expiry(backend: Any, worker_id: str) -> float:
+    found = [w.expires_at for w in backend.workers(time.time()) if w.worker_id == worker_id]
+    if not found:
+        raise RuntimeError(f"worker {worker_id} left the registry")
+    return float(found[0])
+
+
+def bench_recovery(app: App, namespace: str, beats: Heartbeats, timeout_s: float,
+                   quiet_logs: bool) -> Result:
+    """SIGKILL a worker holding a blocked job right after its heartbeat; seconds until the
+    job starts again on the other worker."""
+    backend: Any = app.backend
+    workers: list[SubprocessWorker] = []
+
+    def start(instance_id: str) -> tuple[SubprocessWorker, str]:
+        worker = SubprocessWorker(namespace, expect_acks=0, concurrency=1,
+                                  quiet_logs=quiet_logs, instance_id=instance_id,
+                                  extra_env=beats.env())
+        workers.append(worker)
+        return worker, _registered(backend, worker, timeout_s)
+
+    try:
+        victim, victim_id = start("bench-victim")
+        app.enqueue(BLOCK)
+        first = backend.wait_message("recovery", timeout_s, victim.check)
+        if first["pid"] != victim.process.pid:
+            raise RuntimeError(f"the blocking job started in pid {first['pid']}, not the victim")
+        survivor, _ = start("bench-survivor")
+        # Kill right after a heartbeat of the victim: the worst case, a whole TTL to expire.
+        before = _expiry(backend, victim_id)
+        deadline = time.monotonic() + beats.interval_s + timeout_s
+        while (expires_at := _expiry(backend, victim_id)) == before:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the victim stopped heartbeating")
+            time.sleep(0.002)
+        killed_at = time.time()
+        victim.process.kill()
+        victim.process.wait()
+        again = backend.wait_message("recovery", beats.ttl_s + beats.recovery_interval_s
+                                     + timeout_s, survivor.check)
+        if again["pid"] != survivor.process.pid:
+            raise RuntimeError(f"the job started again in pid {again['pid']}, not the survivor")
+        backend.publish("release", {})
+        seconds = again["started_at"] - killed_at
+        return {"name": "recovery", "backend": "redis", "seconds": _s(seconds),
+                "heartbeat_interval_s": beats.interval_s, "heartbeat_ttl_s": beats.ttl_s,
+                "recovery_interval_s": beats.recovery_interval_s,
+                "killed_after_heartbeat_s": _s(killed_at - (expires_at - beats.ttl_s)),
+                "started_after_expiry_s": _s(again["started_at"] - expires_at),
+                "target_seconds": beats.target_s}
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
 # -- the suites --------------------------------------------------------------------------
 
 
@@ -306,6 +408,8 @@ class Options:
     concurrency: int
     timeout_s: float
     quiet_logs: bool
+    heartbeats: Heartbeats = DEFAULT_HEARTBEATS
+    skip_recovery: bool = False
 
 
 def run_redis(options: Options, emit: Callable[[Result], None]) -> None:
@@ -344,6 +448,16 @@ def run_redis(options: Options, emit: Callable[[Result], None]) -> None:
 
         progress(f"payload_bytes: a stored {sizes.length}-step chain")
         emit(bench_payload_bytes_redis(new_app("payload"), sizes.length))
+
+        if options.skip_recovery:
+            progress("recovery: skipped (--skip-recovery)")
+        else:
+            beats = options.heartbeats
+            progress(f"recovery: SIGKILL a worker mid-job (heartbeat every {beats.interval_s:g} s, "
+                     f"TTL {beats.ttl_s:g} s, recovery every {beats.recovery_interval_s:g} s); "
+                     f"about {beats.interval_s + beats.ttl_s:g} s")
+            emit(bench_recovery(new_app("recovery"), f"{tag}-recovery", beats, timeout_s,
+                                options.quiet_logs))
     finally:
         if worker is not None:
             worker.stop()
@@ -378,6 +492,8 @@ def run_memory(options: Options, emit: Callable[[Result], None]) -> None:
 
     progress(f"payload_bytes: a stored {sizes.length}-step chain")
     emit(bench_payload_bytes_memory(build_app(TimedMemoryBackend()), sizes.length))
+    progress("recovery: skipped on memory (it kills a worker process; memory cannot be shared "
+             "across processes; run --backend redis)")
 
 
 # -- output ------------------------------------------------------------------------------
@@ -408,6 +524,12 @@ def _row(result: Result) -> tuple[str, str, str, str, str]:
     if name == "chain":
         return name, f"length {result['length']}", f"{result['seconds']:.3f}", \
             f"{result['ms_per_step']:.3f} ms/step", f"run() {result['run_call_s']:.3f} s"
+    if name == "recovery":
+        met = "met" if result["seconds"] < result["target_seconds"] else "MISSED"
+        return name, f"TTL {result['heartbeat_ttl_s']:g} s", f"{result['seconds']:.3f}", "", \
+            f"killed {result['killed_after_heartbeat_s']:.3f} s after a heartbeat; started " \
+            f"{result['started_after_expiry_s']:.3f} s after its expiry; target < " \
+            f"{result['target_seconds']:g} s: {met}"
     if name == "payload_bytes":
         return name, f"length {result['length']}", "", f"{result['bytes']:,} B", \
             f"{result['bytes_per_node']:g} B/node; payload node 0 = {result['payload_bytes_first']} B, " \
@@ -447,6 +569,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds to wait for any one benchmark to finish")
     parser.add_argument("--quiet-logs", action="store_true",
                         help="run the worker with sideline.worker at WARNING (no INFO line per job)")
+    parser.add_argument("--skip-recovery", action="store_true",
+                        help="leave out the recovery benchmark (about 20 s with default settings)")
     args = parser.parse_args(argv)
     for name in ("jobs", "enqueue_jobs", "width", "length", "concurrency"):
         value = getattr(args, name)
@@ -460,7 +584,9 @@ def main(argv: list[str] | None = None) -> int:
     base = QUICK if args.quick else FULL
     sizes = Sizes(jobs=args.jobs or base.jobs, enqueue_jobs=args.enqueue_jobs or base.enqueue_jobs,
                   width=args.width or base.width, length=args.length or base.length)
-    options = Options(args.backend, sizes, args.concurrency, args.timeout, args.quiet_logs)
+    options = Options(args.backend, sizes, args.concurrency, args.timeout, args.quiet_logs,
+                      heartbeats=QUICK_HEARTBEATS if args.quick else DEFAULT_HEARTBEATS,
+                      skip_recovery=args.skip_recovery)
     results: list[Result] = []
 
     def emit(result: Result) -> None:

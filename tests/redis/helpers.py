@@ -194,7 +194,7 @@ def spawn_worker(backend: RedisBackend, directory: Path, instance_id: str, *,
                  ready_timeout_s: float = 20.0) -> WorkerProcess:
     """Start `sideline worker` for tests.redis.apps.jobs_app on `backend`'s namespace and wait
     until it has registered its heartbeat. The caller kills it (see the spawn fixture)."""
-    log_path = directory / f"worker-{instance_id}.log"
+    log_path = directory / f"worker-{instance_id}-{time.monotonic_ns()}.log"
     command = [sys.executable, "-m", "sideline.cli", "worker", "--app",
                "tests.redis.apps.jobs_app:app", "-i", instance_id, *args]
     with log_path.open("wb") as log:
@@ -207,8 +207,8 @@ def spawn_worker(backend: RedisBackend, directory: Path, instance_id: str, *,
         if proc.poll() is not None:
             raise AssertionError(f"worker {instance_id} exited with {proc.returncode}; "
                                  f"log:\n{worker.log()}")
-        found = [w for w in backend.workers(time.time())
-                 if w.info.get("instance") == instance_id and w.alive]
+        found = [w for w in backend.workers(time.time())  # this process, not an earlier one
+                 if w.info.get("pid") == str(proc.pid) and w.alive]
         if found:
             worker.worker_id = found[0].worker_id
         return bool(found)

@@ -2,8 +2,9 @@
 
 The namespace comes from SIDELINE_NAMESPACE and the server from SIDELINE_REDIS_URL, so each
 test points its workers at keys of its own. A server middleware records a "start" and an
-"end" event per performed job (node id, jid, pid, worker id, recoveries, time) with RPUSH onto the list
-`events_key(backend)`, inside the test's namespace: Redis orders the events of every process.
+"end" event per performed job (run id, node id, jid, pid, worker id, recoveries, time) with
+RPUSH onto the list `events_key(backend)`, inside the test's namespace: Redis orders the
+events of every process.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def build_app(namespace: str, url: str | None = None) -> App:
 
     def record(context: JobContext, call_next: Callable[[], Any]) -> Any:
         payload = context.payload
-        event = {"node": payload.node_id, "jid": payload.jid, "pid": os.getpid(),
-                 "worker": context.worker_id, "recoveries": payload.recoveries}
+        event = {"run": payload.run_id, "node": payload.node_id, "jid": payload.jid,
+                 "pid": os.getpid(), "worker": context.worker_id,
+                 "recoveries": payload.recoveries}
         backend.client.rpush(key, json.dumps({"kind": "start", "t": time.time(), **event}))
         result = call_next()
         backend.client.rpush(key, json.dumps({"kind": "end", "t": time.time(), **event}))
