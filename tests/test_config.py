@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from sideline import App, ConfigurationError
-from sideline.runtime.config import WorkerSettings, env_number, parse_queues
+from sideline import App, ConfigurationError, MemoryBackend
+from sideline.adapters.redis import RedisBackend
+from sideline.environment import env_number
+from sideline.runtime.config import WorkerSettings, parse_queues
+from tests.support import fake_redis_backend
 
 
 def test_queue_lists_are_strict_and_weighted_when_every_queue_has_a_weight() -> None:
@@ -53,3 +56,17 @@ def test_app_and_embedded_worker_read_the_environment(monkeypatch: pytest.Monkey
     worker = app.worker(queues=["q"])
     assert (worker.concurrency, worker.weights, worker.instance_id) == (3, {"q": 0}, "box-1")
     assert app.worker(concurrency=5).concurrency == 5
+
+
+def test_backends_read_their_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIDELINE_MAX_DEAD", "5")
+    monkeypatch.setenv("SIDELINE_DEAD_TTL_S", "60")
+    monkeypatch.setenv("SIDELINE_NAMESPACE", "tenant-a")
+    memory = MemoryBackend()
+    assert (memory.max_dead, memory.dead_ttl_s) == (5, 60)
+    backend = next(fake_redis_backend())
+    redis_backend = RedisBackend(backend.client)
+    assert (redis_backend.keys.prefix, redis_backend.max_dead) == ("{tenant-a}:", 5)
+    monkeypatch.setenv("SIDELINE_MAX_DEAD", "many")
+    with pytest.raises(ConfigurationError, match="SIDELINE_MAX_DEAD='many' is not an integer"):
+        MemoryBackend()

@@ -18,10 +18,11 @@ from sideline.core.jobs import JobOptions, JobSpec, Registry, normalize_retry
 from sideline.core.payload import Payload, check_json_native
 from sideline.core.ports import Backend
 from sideline.core.retry import RetryIn
+from sideline.environment import env_number
 from sideline.runtime import orphans as orphan_ops
 from sideline.runtime import workflows
 from sideline.runtime._env import SystemClock, new_id, system_random
-from sideline.runtime.config import WorkerSettings, env_number
+from sideline.runtime.config import WorkerSettings
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import ClientMiddleware, ServerMiddleware, run_client_chain
 from sideline.runtime.orphans import Orphan, Recovery

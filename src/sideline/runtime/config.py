@@ -13,6 +13,7 @@ import attrs
 
 from sideline.core.errors import ConfigurationError
 from sideline.core.jobs import check_queue_name
+from sideline.environment import env_number
 
 __all__ = ["ENVIRONMENT", "WorkerSettings", "env_number", "parse_queues"]
 
@@ -46,23 +47,6 @@ def parse_queues(text: str) -> list[str] | dict[str, int]:
                 f"queue {part!r}: give every queue a weight ('name:weight') or none")
         weights[check_queue_name(match.group(1))] = int(match.group(2))
     return weights
-
-
-def env_number(variable: str, default: float, *, integer: bool = False,
-               environ: Mapping[str, str] | None = None) -> float:
-    """A number from environment variable `variable`, or `default` when unset or empty.
-
-    Raises:
-        ConfigurationError: the variable is set to something that is not a number.
-    """
-    text = (os.environ if environ is None else environ).get(variable, "")
-    if text == "":
-        return default
-    try:
-        return int(text) if integer else float(text)
-    except ValueError:
-        kind = "an integer" if integer else "a number"
-        raise ConfigurationError(f"{variable}={text!r} is not {kind}") from None
 
 
 def _float(name: str, text: str) -> float:

@@ -32,6 +32,7 @@ from sideline.core.run import (
     plan_fail,
     plan_revive,
 )
+from sideline.environment import env_number
 
 __all__ = ["MemoryBackend"]
 
@@ -53,10 +54,12 @@ class MemoryBackend:
         faults: a FaultPlan whose armed faults the operations honour.
     """
 
-    def __init__(self, *, max_dead: int = 10_000, dead_ttl_s: float = 180 * 24 * 3600,
+    def __init__(self, *, max_dead: int | None = None, dead_ttl_s: float | None = None,
                  faults: FaultPlan | None = None) -> None:
-        self.max_dead = max_dead
-        self.dead_ttl_s = dead_ttl_s
+        self.max_dead = int(max_dead if max_dead is not None else env_number(
+            "SIDELINE_MAX_DEAD", 10_000, integer=True))
+        self.dead_ttl_s = dead_ttl_s if dead_ttl_s is not None else env_number(
+            "SIDELINE_DEAD_TTL_S", 180 * 24 * 3600)
         self.faults = faults or FaultPlan()
         self._lock = threading.RLock()
         self._ready = threading.Condition(self._lock)

@@ -13,6 +13,7 @@ from sideline.adapters.redis._base import RedisClient
 from sideline.adapters.redis._queues import QueueOps
 from sideline.adapters.redis._runs import RunOps
 from sideline.core.errors import BackendError, ConfigurationError
+from sideline.environment import env_number, env_text
 
 __all__ = ["DEFAULT_REDIS_URL", "RedisBackend", "redis_url"]
 
@@ -41,31 +42,40 @@ class RedisBackend(QueueOps, RunOps):
         client: a redis-py client created with decode_responses=True: a `redis.Redis`, or
             a `redis.cluster.RedisCluster` for a Redis Cluster. The backend never closes a
             client it was handed; use `from_url` or `from_cluster` to let it own one.
-        namespace: every key lives under "{namespace}:" (one hash tag: one Cluster slot).
-        max_dead: the dead set keeps at most this many jobs.
-        dead_ttl_s: dead jobs older than this are dropped.
+        namespace: every key lives under "{namespace}:" (one hash tag: one Cluster slot);
+            default SIDELINE_NAMESPACE, else "sideline".
+        max_dead: the dead set keeps at most this many jobs (SIDELINE_MAX_DEAD, 10,000).
+        dead_ttl_s: dead jobs older than this are dropped (SIDELINE_DEAD_TTL_S, 180 days).
     """
 
-    def __init__(self, client: RedisClient, *, namespace: str = "sideline",
-                 max_dead: int = 10_000, dead_ttl_s: float = 180 * 24 * 3600,
+    def __init__(self, client: RedisClient, *, namespace: str | None = None,
+                 max_dead: int | None = None, dead_ttl_s: float | None = None,
                  _owns_client: bool = False) -> None:
-        super().__init__(client, namespace=namespace, owns_client=_owns_client,
-                         max_dead=max_dead, dead_ttl_s=dead_ttl_s)
+        super().__init__(
+            client, namespace=namespace or env_text("SIDELINE_NAMESPACE", "sideline"),
+            owns_client=_owns_client,
+            max_dead=int(max_dead if max_dead is not None else env_number(
+                "SIDELINE_MAX_DEAD", 10_000, integer=True)),
+            dead_ttl_s=dead_ttl_s if dead_ttl_s is not None else env_number(
+                "SIDELINE_DEAD_TTL_S", 180 * 24 * 3600))
 
     @classmethod
-    def from_url(cls, url: str | None = None, *, cluster: bool = False,
-                 max_connections: int | None = None, namespace: str = "sideline",
-                 max_dead: int = 10_000, dead_ttl_s: float = 180 * 24 * 3600) -> RedisBackend:
+    def from_url(cls, url: str | None = None, *, cluster: bool | None = None,
+                 max_connections: int | None = None, namespace: str | None = None,
+                 max_dead: int | None = None, dead_ttl_s: float | None = None) -> RedisBackend:
         """A backend with its own connection pool (closed by `close()`).
 
         Args:
             url: the server; default SIDELINE_REDIS_URL, else redis://127.0.0.1:6379/0.
             cluster: the URL names one node of a Redis Cluster: connect with a
-                `RedisCluster` client, which discovers the other nodes from it.
+                `RedisCluster` client, which discovers the other nodes from it (default:
+                SIDELINE_REDIS_CLUSTER=1).
             max_connections: pool size (per node, for a cluster); size it to the worker's
                 thread count plus a few.
         """
         client: RedisClient
+        if cluster is None:
+            cluster = os.environ.get("SIDELINE_REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
         if cluster:
             client = _connect_cluster(lambda: RedisCluster.from_url(
                 url or redis_url(), decode_responses=True, max_connections=max_connections,
@@ -80,8 +90,8 @@ class RedisBackend(QueueOps, RunOps):
 
     @classmethod
     def from_cluster(cls, startup_nodes: Sequence[tuple[str, int]], *,
-                     max_connections: int | None = None, namespace: str = "sideline",
-                     max_dead: int = 10_000, dead_ttl_s: float = 180 * 24 * 3600,
+                     max_connections: int | None = None, namespace: str | None = None,
+                     max_dead: int | None = None, dead_ttl_s: float | None = None,
                      **client_options: Any) -> RedisBackend:
         """A backend on a Redis Cluster, with a client of its own (closed by `close()`).
 
