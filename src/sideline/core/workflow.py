@@ -218,8 +218,9 @@ def _compile(step: Step, deps: tuple[int, ...], delay_ms: int, out: list[_Draft]
         for sub, after in step.entries:
             if after:
                 sub_deps = tuple(dict.fromkeys(e for i in after for e in entry_exits[i]))
-                inherited = [passed_delay[i] for i in after]
-                sub_delay = 0 if None in inherited else max(d for d in inherited if d is not None)
+                # An entry node only if every step it waits for is jobless all the way back
+                # to the Dag's start; any path through a job makes it a follower (delay 0).
+                sub_delay = min(passed_delay[i] or 0 for i in after)
             else:
                 sub_deps, sub_delay = deps, delay_ms
             before = len(out)
