@@ -8,6 +8,7 @@ from sideline.core.errors import (
     PayloadError,
     PoisonPill,
     RunExpired,
+    SchemaError,
     SerializationError,
     SidelineError,
     UnknownJob,
@@ -19,7 +20,8 @@ from sideline.core.run import NodeStatus, RunStatus
 from sideline.core.workflow import Chain, Dag, Group, WithDelay
 from sideline.runtime.app import App
 from sideline.runtime.jobs import Job
-from sideline.runtime.middleware import JobContext
+from sideline.runtime.middleware import JobContext, current_job
+from sideline.runtime.templates import Template
 from sideline.runtime.worker import Worker
 from sideline.runtime.workflows import NodeInfo, RunInfo, Workflow
 
@@ -42,13 +44,16 @@ __all__ = [
     "RunExpired",
     "RunInfo",
     "RunStatus",
+    "SchemaError",
     "SerializationError",
     "SidelineError",
     "Signature",
+    "Template",
     "UnknownJob",
     "WithDelay",
     "Worker",
     "Workflow",
     "WorkflowError",
+    "current_job",
 ]
 __version__ = "0.1.0"

@@ -191,12 +191,14 @@ def worker_env(namespace: str, extra: dict[str, str] | None = None) -> dict[str,
 
 def spawn_worker(backend: RedisBackend, directory: Path, instance_id: str, *,
                  args: Sequence[str] = (), env: dict[str, str] | None = None,
-                 ready_timeout_s: float = 20.0) -> WorkerProcess:
-    """Start `sideline worker` for tests.redis.apps.jobs_app on `backend`'s namespace and wait
-    until it has registered its heartbeat. The caller kills it (see the spawn fixture)."""
+                 ready_timeout_s: float = 20.0,
+                 app: str = "tests.redis.apps.jobs_app:app") -> WorkerProcess:
+    """Start `sideline worker` for `app` (default tests.redis.apps.jobs_app) on `backend`'s
+    namespace and wait until it has registered its heartbeat. The caller kills it (see the
+    spawn fixture)."""
     log_path = directory / f"worker-{instance_id}-{time.monotonic_ns()}.log"
-    command = [sys.executable, "-m", "sideline.cli", "worker", "--app",
-               "tests.redis.apps.jobs_app:app", "-i", instance_id, *args]
+    command = [sys.executable, "-m", "sideline.cli", "worker", "--app", app, "-i", instance_id,
+               *args]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, cwd=REPO_ROOT, env=worker_env(backend.keys.namespace, env),
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

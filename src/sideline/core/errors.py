@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 __all__ = [
     "BackendError",
     "ConfigurationError",
@@ -9,6 +12,7 @@ __all__ = [
     "PayloadError",
     "PoisonPill",
     "RunExpired",
+    "SchemaError",
     "SerializationError",
     "SidelineError",
     "UnknownJob",
@@ -26,6 +30,24 @@ class ConfigurationError(SidelineError):
 
 class SerializationError(SidelineError):
     """A value cannot be carried in a JSON payload."""
+
+
+class SchemaError(SidelineError):
+    """Data does not fit a typed job's Input or Output schema, or a template's params.
+
+    The message names what was checked, then each problem with its field path and the
+    expected type: "job 'enrich' input: field 'doc_id' expected int, got str 'abc'".
+    A job failing with it goes to the dead set at once (retrying cannot fix the data)
+    unless the job was declared with retry_schema_errors=True.
+    """
+
+    def __init__(self, subject: str, problems: Sequence[str]) -> None:
+        self.subject = subject
+        self.problems = tuple(problems)
+        super().__init__(f"{subject}: {'; '.join(self.problems)}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.subject, self.problems))
 
 
 class PayloadError(SidelineError):

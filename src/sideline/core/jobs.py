@@ -48,6 +48,10 @@ class JobOptions:
     unique_for_s: float | None = None
     timeout_s: float | None = None
     tags: tuple[str, ...] = ()
+    retry_schema_errors: bool = False
+    """Retry a typed job whose data failed its schema (default: straight to the dead set)."""
+    memory_namespace: str | None = None
+    """Write this step's output to run memory as "<namespace>.<key>" (default: "<key>")."""
 
 
 @attrs.frozen
@@ -57,6 +61,15 @@ class JobSpec:
     name: str
     func: Callable[..., Any]
     options: JobOptions
+    input: type[Any] | None = None
+    """The attrs class the job's argument dict is structured into (a typed job)."""
+    output: type[Any] | None = None
+    """The attrs class the job's return value is checked against."""
+
+    @property
+    def typed(self) -> bool:
+        """True when the job declares an Input or an Output schema."""
+        return self.input is not None or self.output is not None
 
 
 @attrs.frozen
@@ -73,6 +86,10 @@ class Signature:
     allow_failure: bool = False
     app: object = attrs.field(default=None, eq=False, repr=False)
     """The application that declared the job (opaque to the core); lets Workflow find it."""
+    namespace: str | None = None
+    """Typed steps: write the output to run memory as "<namespace>.<key>"."""
+    reads: Mapping[str, str] = attrs.field(factory=dict)
+    """Typed steps: hydrate Input field -> from this memory key (default: the field name)."""
 
     def __attrs_post_init__(self) -> None:
         for index, arg in enumerate(self.args):
@@ -81,13 +98,24 @@ class Signature:
             check_json_native(value, f"{self.job} keyword argument {key!r}")
         if self.queue is not None:
             check_queue_name(self.queue)
+        if self.namespace is not None and not (isinstance(self.namespace, str) and self.namespace):
+            raise ConfigurationError(f"namespace must be a non-empty str, got {self.namespace!r}")
+        for field, key in self.reads.items():
+            if not (isinstance(field, str) and isinstance(key, str) and field and key):
+                raise ConfigurationError(
+                    f"reads maps Input field names to memory keys (non-empty str), got "
+                    f"{field!r}: {key!r}")
 
-    def set(self, *, queue: str | None = None, allow_failure: bool | None = None) -> Signature:
-        """Return a copy with a different queue or allow-failure flag."""
+    def set(self, *, queue: str | None = None, allow_failure: bool | None = None,
+            namespace: str | None = None, reads: Mapping[str, str] | None = None) -> Signature:
+        """Return a copy with a different queue, allow-failure flag, memory namespace or
+        memory reads (Input field -> memory key, e.g. {"text": "fetch_a.text"})."""
         return attrs.evolve(
             self,
             queue=self.queue if queue is None else queue,
             allow_failure=self.allow_failure if allow_failure is None else allow_failure,
+            namespace=self.namespace if namespace is None else namespace,
+            reads=dict(self.reads) if reads is None else dict(reads),
         )
 
 

@@ -51,6 +51,10 @@ class Payload:
     unique_key: str | None = None
     """The uniqueness lock this job holds (jobs declared with unique_for)."""
     unique_token: str | None = None
+    memory_ns: str | None = None
+    """Typed workflow steps: the namespace the output is written under in run memory."""
+    memory_reads: dict[str, str] = attrs.field(factory=dict)
+    """Typed workflow steps: Input field -> the run-memory key it is hydrated from."""
 
 
 _converter = cattrs.Converter(forbid_extra_keys=False)

@@ -8,7 +8,7 @@ seconds since the epoch and are always passed in (the core has no clock).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -19,6 +19,7 @@ __all__ = [
     "Backend",
     "Delivery",
     "InstanceRegistry",
+    "MemoryStore",
     "QueuePort",
     "ScheduleStore",
     "SortedEntry",
@@ -229,7 +230,30 @@ class WorkflowStore(Protocol):
         ...
 
 
-class Backend(QueuePort, ScheduleStore, WorkflowStore, InstanceRegistry, Protocol):
+class MemoryStore(Protocol):
+    """Per-run key/value memory: what typed workflow steps hand to each other.
+
+    Values are JSON-native (stored as JSON text). A run's memory expires `ttl_s` after
+    its last write, independently of the run's state; the runtime clears it when the
+    run ends (unless the app keeps it for inspection).
+    """
+
+    def write(self, run_id: str, values: Mapping[str, Any], ttl_s: float, now: float) -> None:
+        """Set these keys (last write wins) and push the memory's expiry back to at least
+        now + ttl_s, in one atomic step. With no values, only the expiry of existing
+        memory is pushed back."""
+        ...
+
+    def read(self, run_id: str, keys: Sequence[str] | None, now: float) -> dict[str, Any]:
+        """The stored values of `keys` that exist (every key when `keys` is None)."""
+        ...
+
+    def clear(self, run_id: str) -> None:
+        """Forget the run's memory (a no-op if there is none)."""
+        ...
+
+
+class Backend(QueuePort, ScheduleStore, WorkflowStore, InstanceRegistry, MemoryStore, Protocol):
     """Everything the runtime needs: one object per adapter implements every port."""
 
     def close(self) -> None:

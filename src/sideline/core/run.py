@@ -266,8 +266,13 @@ def _finish_node(state: RunState, node_id: int, nodes: dict[int, NodeStatus]) ->
         run_status = RunStatus.RUNNING
     elif state.status is RunStatus.FAILED and _all_done(state, nodes):
         finished = state.finished_at is None
+    # A failed run that had finished is unfinished again once it has work left (a late
+    # success of a dead node released or un-skipped something).
+    reopened = (state.status is RunStatus.FAILED and state.finished_at is not None
+                and not finished and not _all_done(state, nodes))
     return Transition(nodes=nodes, remaining=remaining, releases=tuple(releases),
-                      status=run_status, callback=callback, finished=finished)
+                      status=run_status, callback=callback, finished=finished,
+                      reopened=reopened)
 
 
 def _released_status(release: Release) -> NodeStatus:

@@ -130,6 +130,10 @@ class Node:
     successors: tuple[int, ...]
     predecessors: int
     """The barrier count: how many predecessors must complete before this node runs."""
+    memory_ns: str | None = None
+    """Typed steps: the run-memory namespace its output is written under."""
+    memory_reads: tuple[tuple[str, str], ...] = ()
+    """Typed steps: (Input field, memory key) pairs read instead of the field's own name."""
 
 
 @attrs.frozen
@@ -180,6 +184,8 @@ def compile(step: Step) -> Graph:
             delay_ms=draft.delay_ms,
             successors=tuple(successors[node_id]),
             predecessors=len(draft.preds),
+            memory_ns=draft.sig.namespace,
+            memory_reads=tuple(sorted(draft.sig.reads.items())),
         )
         for node_id, draft in enumerate(drafts)
     ))

@@ -12,6 +12,7 @@ from typing import Any, Literal, overload
 import attrs
 
 from sideline.adapters.memory import MemoryBackend
+from sideline.core import schema
 from sideline.core.clock import Clock, RandomSource
 from sideline.core.errors import ConfigurationError
 from sideline.core.jobs import JobOptions, JobSpec, Registry, normalize_retry
@@ -20,12 +21,13 @@ from sideline.core.ports import Backend
 from sideline.core.retry import RetryIn
 from sideline.environment import env_number
 from sideline.runtime import orphans as orphan_ops
-from sideline.runtime import workflows
+from sideline.runtime import typed, workflows
 from sideline.runtime._env import SystemClock, new_id, system_random
 from sideline.runtime.config import WorkerSettings
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import ClientMiddleware, ServerMiddleware, run_client_chain
 from sideline.runtime.orphans import Orphan, Recovery
+from sideline.runtime.templates import Builder, Template, Templates
 from sideline.runtime.testing import drain
 from sideline.runtime.worker import Worker
 from sideline.runtime.workflows import RunInfo
@@ -52,11 +54,15 @@ class App:
         max_recoveries: a job recovered from dead workers more often than this is a
             poison pill: it goes to the dead set instead of running again (default
             SIDELINE_MAX_RECOVERIES, else 3).
+        keep_memory: keep a run's memory when the run succeeds or is cancelled, until it
+            expires (run_ttl_s after its last write), for inspection; by default it is
+            cleared then. A failed run always keeps it: a dead step retried by hand needs it.
     """
 
     def __init__(self, backend: Backend | None = None, *, testing: TestingMode | None = None,
                  clock: Clock | None = None, random: RandomSource | None = None,
-                 run_ttl_s: int | None = None, max_recoveries: int | None = None) -> None:
+                 run_ttl_s: int | None = None, max_recoveries: int | None = None,
+                 keep_memory: bool = False) -> None:
         if testing not in (None, "inline", "collect"):
             raise ConfigurationError(f"testing must be None, 'inline' or 'collect', got {testing!r}")
         self.backend: Backend = backend if backend is not None else MemoryBackend()
@@ -72,6 +78,8 @@ class App:
         self.server_middleware: list[ServerMiddleware] = []
         self.death_handlers: list[DeathHandler] = []
         self.exhausted_hooks: dict[str, DeathHandler] = {}
+        self.keep_memory = keep_memory
+        self.templates = Templates(self)
         self._draining = threading.local()
 
     # -- declaring jobs --------------------------------------------------------------------
@@ -84,12 +92,16 @@ class App:
             retry: bool | int = True, retry_in: RetryIn | None = None, dead: bool = True,
             unique_for: float | None = None, timeout: float | None = None,
             tags: Sequence[str] = (), on_exhausted: DeathHandler | None = None,
+            input: type[Any] | None = None, output: type[Any] | None = None,
+            retry_schema_errors: bool = False, memory_namespace: bool | str = False,
             ) -> Callable[[Callable[..., Any]], Job[Any, Any]]: ...
 
     def job(self, func: Callable[..., Any] | None = None, /, *, name: str | None = None,
             queue: str = "default", retry: bool | int = True, retry_in: RetryIn | None = None,
             dead: bool = True, unique_for: float | None = None, timeout: float | None = None,
             tags: Sequence[str] = (), on_exhausted: DeathHandler | None = None,
+            input: type[Any] | None = None, output: type[Any] | None = None,
+            retry_schema_errors: bool = False, memory_namespace: bool | str = False,
             ) -> Job[Any, Any] | Callable[[Callable[..., Any]], Job[Any, Any]]:
         """Declare a job: a function, or a class whose instances have `perform(...)`.
 
@@ -105,16 +117,29 @@ class App:
             timeout: seconds (recorded in the payload for middleware to enforce).
             tags: labels shown in the dashboard.
             on_exhausted: called with (payload, error) when retries are exhausted.
+            input: an attrs class: the job takes one dict (or keyword arguments),
+                structured into it strictly, and receives the instance (docs/typed.md).
+            output: an attrs class the return value (an instance or a dict) must fit.
+            retry_schema_errors: retry a job whose data fails its schema like any other
+                failure (default: it goes straight to the dead set).
+            memory_namespace: in a workflow run, write this job's output to run memory
+                as "<namespace>.<key>": True for the job's name, or a str.
         """
 
         def declare(target: Callable[..., Any]) -> Job[Any, Any]:
             if isinstance(target, type) and not callable(getattr(target, "perform", None)):
                 raise ConfigurationError(f"job class {target.__qualname__} needs a perform() method")
+            job_name = name or f"{target.__module__}.{target.__qualname__}"
+            namespace = job_name if memory_namespace is True else memory_namespace or None
             options = JobOptions(queue=queue, retry=normalize_retry(retry), retry_in=retry_in,
                                  dead=dead, unique_for_s=unique_for, timeout_s=timeout,
-                                 tags=tuple(tags))
-            job_name = name or f"{target.__module__}.{target.__qualname__}"
-            spec = JobSpec(job_name, target, options)
+                                 tags=tuple(tags), retry_schema_errors=retry_schema_errors,
+                                 memory_namespace=namespace)
+            spec = JobSpec(
+                job_name, target, options,
+                input=None if input is None else schema.check_schema(input, f"job {job_name!r} input"),
+                output=None if output is None else schema.check_schema(
+                    output, f"job {job_name!r} output"))
             self.registry.add(spec)
             if on_exhausted is not None:
                 self.exhausted_hooks[job_name] = on_exhausted
@@ -123,10 +148,11 @@ class App:
         return declare(func) if func is not None else declare
 
     def perform(self, spec: JobSpec, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        """Call a job's code directly in this thread (no retries, no middleware)."""
-        if isinstance(spec.func, type):
-            return spec.func().perform(*args, **kwargs)
-        return spec.func(*args, **kwargs)
+        """Call a job's code directly in this thread (no retries, no middleware, no run
+        memory); a typed job's input is structured and its output checked."""
+        if spec.typed:
+            return typed.perform(spec, None, args, kwargs).value
+        return typed.invoke(spec, args, kwargs)
 
     # -- pushing jobs ----------------------------------------------------------------------
 
@@ -137,12 +163,16 @@ class App:
         Raises:
             UnknownJob: `name` was not declared.
             SerializationError: an argument is not JSON-native (the message names it).
+            SchemaError: a typed job's arguments do not fit its Input (for a workflow
+                step, only the arguments given are checked: run memory adds the rest).
         """
         spec = self.registry.get(name)
         for index, arg in enumerate(args):
             check_json_native(arg, f"{name} argument {index}")
         for key, value in kwargs.items():
             check_json_native(value, f"{name} keyword argument {key!r}")
+        typed.check_arguments(spec, args, kwargs, partial=fields.get("run_id") is not None,
+                              reads=fields.get("memory_reads"))
         options = spec.options
         fields.setdefault("jid", new_id())
         fields.setdefault("queue", options.queue)
@@ -218,6 +248,34 @@ class App:
     def wait(self, run_id: str, timeout_s: float = 30.0) -> RunInfo:
         """Block until the run finishes; raise TimeoutError after `timeout_s`."""
         return workflows.wait(self, run_id, timeout_s)
+
+    def memory(self, run_id: str) -> dict[str, Any]:
+        """Every key of a run's memory (empty once cleared or expired)."""
+        return self.backend.read(run_id, None, self.clock.now())
+
+    # -- templates -------------------------------------------------------------------------
+
+    def template(self, name: str, *, input: type[Any], ttl_s: int | None = None,
+                 ) -> Callable[[Builder], Builder]:
+        """Register the decorated builder (params -> workflow tree) as template `name`.
+
+        Same as `app.templates.register(name, input=...)`; see docs/typed.md.
+        """
+        return self.templates.register(name, input=input, ttl_s=ttl_s)
+
+    def run_template(self, name: str, params: dict[str, Any] | None = None) -> str:
+        """Run template `name`: params structured (defaults applied) and seeded into the
+        run's memory; return the run id.
+
+        Raises:
+            SchemaError: the params do not fit the template's Input schema.
+            WorkflowError: no template of that name.
+        """
+        return self.templates.run(name, params)
+
+    def list_templates(self) -> list[Template]:
+        """The registered templates, sorted by name."""
+        return self.templates.list()
 
     def retry_dead(self, jid: str) -> bool:
         """Move a dead job back to its queue (a dead workflow step revives its run)."""

@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
-from sideline.core.errors import PayloadError, PoisonPill, RunExpired, UnknownJob
+from sideline.core.errors import PayloadError, PoisonPill, RunExpired, SchemaError, UnknownJob
+from sideline.core.jobs import JobSpec
 from sideline.core.payload import Payload, decode
 from sideline.core.ports import Delivery
 from sideline.core.retry import next_retry_delay_s
-from sideline.core.run import Begin, Transition
+from sideline.core.run import Begin, RunStatus, Transition
+from sideline.runtime import typed
 from sideline.runtime._env import new_id
-from sideline.runtime.middleware import JobContext, run_server_chain
+from sideline.runtime.middleware import JobContext, run_server_chain, running
 
 if TYPE_CHECKING:
     from sideline.runtime.app import App
@@ -84,9 +86,11 @@ def process(app: App, worker_id: str, delivery: Delivery, on_error: ErrorSink | 
             return
     started = time.perf_counter()
     context = JobContext(app=app, payload=payload, spec=spec, worker_id=worker_id)
+    produced: list[dict[str, Any]] = []
     try:
-        run_server_chain(app.server_middleware, context,
-                         lambda: app.perform(spec, payload.args, payload.kwargs))
+        with running(context):
+            run_server_chain(app.server_middleware, context,
+                             lambda: _perform(app, spec, payload, produced))
     except (Exception, SystemExit) as exc:  # a job's failure is data: retry or bury it
         if on_error is not None:
             on_error(payload, exc)
@@ -94,8 +98,14 @@ def process(app: App, worker_id: str, delivery: Delivery, on_error: ErrorSink | 
         return
     elapsed_ms = (time.perf_counter() - started) * 1000
     if run_id is not None and node_id is not None:
+        if produced and produced[-1]:
+            # Written before the atomic advance: a crash in between re-runs the step, which
+            # writes the same keys again (last write wins), so nothing is lost or doubled.
+            values = typed.memory_values(spec, payload, produced[-1])
+            now = app.clock.now()
+            settle.persist(lambda: app.backend.write(run_id, values, app.run_ttl_s, now))
         try:
-            settle.complete(run_id, node_id)
+            settle.ended(run_id, settle.complete(run_id, node_id))
         except RunExpired as exc:
             settle.bury(payload, exc, reason=str(exc))
             return
@@ -106,6 +116,15 @@ def process(app: App, worker_id: str, delivery: Delivery, on_error: ErrorSink | 
         settle.persist(lambda: app.backend.release_lock(key, token))
     log.info("done %s jid=%s run=%s in %.1f ms", payload.name, payload.jid, run_id or "-",
              elapsed_ms)
+
+
+def _perform(app: App, spec: JobSpec, payload: Payload, produced: list[dict[str, Any]]) -> Any:
+    """Call the job; a typed one is hydrated from run memory and its output kept for it."""
+    if not spec.typed:
+        return app.perform(spec, payload.args, payload.kwargs)
+    outcome = typed.perform(spec, typed.hydrate(app, spec, payload), payload.args, payload.kwargs)
+    produced.append(outcome.memory)
+    return outcome.value
 
 
 class _Settler:
@@ -130,13 +149,25 @@ class _Settler:
         return self.persist(lambda: self.backend.complete_node(
             self.worker_id, self.delivery, run_id, node_id, now))
 
+    def ended(self, run_id: str, transition: Transition) -> None:
+        """Forget a run's memory once the run succeeded (unless the app keeps it)."""
+        if transition.status is RunStatus.SUCCEEDED and not self.app.keep_memory:
+            self.persist(lambda: self.backend.clear(run_id))
+
     def failed(self, payload: Payload, exc: BaseException) -> None:
-        """Schedule a retry, or bury the job when its retries are exhausted."""
+        """Schedule a retry, or bury the job when its retries are exhausted.
+
+        Data that does not fit a typed job's schema is buried at once (retrying the same
+        data cannot help), unless the job was declared with retry_schema_errors=True.
+        """
         app = self.app
         now = app.clock.now()
         spec = app.registry.get(payload.name)
         failed = attrs.evolve(payload, error_class=type(exc).__name__, error_message=str(exc),
                               failed_at=now)
+        if isinstance(exc, SchemaError) and not spec.options.retry_schema_errors:
+            self.bury(failed, exc, reason=str(exc), exhausted=True)
+            return
         delay_s = next_retry_delay_s(payload.retry_count, payload.retry, exc,
                                      app.random.random(), spec.options.retry_in)
         if delay_s is not None:
@@ -164,7 +195,9 @@ class _Settler:
             _call_hooks(self.app, dead, exc)
         if dead.run_id is not None and dead.node_id is not None and not isinstance(
                 exc, RunExpired):
-            self.persist(lambda: self.backend.fail_node(self.worker_id, self.delivery, dead, now))
+            run_id = dead.run_id
+            self.ended(run_id, self.persist(
+                lambda: self.backend.fail_node(self.worker_id, self.delivery, dead, now)))
         else:
             self.persist(lambda: self.backend.kill(self.worker_id, self.delivery, dead, now))
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from sideline.core.jobs import JobSpec, Signature
+from sideline.runtime import typed
 
 if TYPE_CHECKING:
     from sideline.runtime.app import App
@@ -33,7 +34,13 @@ class Job(Generic[P, R]):
         return f"<Job {self.name} queue={self.spec.options.queue}>"
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
-        """A signature of this job with these arguments: a workflow step."""
+        """A signature of this job with these arguments: a workflow step.
+
+        Raises:
+            SchemaError: a typed job's given arguments do not fit its Input (fields not
+                given are fine: they come from the run's memory when the step runs).
+        """
+        typed.check_arguments(self.spec, args, kwargs, partial=True)
         return Signature(self.name, tuple(args), dict(kwargs), app=self.app)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str | None:

@@ -8,19 +8,22 @@ to continue the chain, and return (or transform) its result.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from sideline.core.errors import SidelineError, WorkflowError
 from sideline.core.payload import Payload
 
 if TYPE_CHECKING:
     from sideline.core.jobs import JobSpec
     from sideline.runtime.app import App
 
-__all__ = ["ClientMiddleware", "JobContext", "ServerMiddleware", "run_client_chain",
-           "run_server_chain"]
+__all__ = ["ClientMiddleware", "JobContext", "ServerMiddleware", "current_job", "run_client_chain",
+           "run_server_chain", "running"]
 
 
 @attrs.frozen
@@ -31,6 +34,56 @@ class JobContext:
     payload: Payload
     spec: JobSpec
     worker_id: str
+
+    def extend_ttl(self, ttl_s: int) -> bool:
+        """Keep this step's run alive for at least `ttl_s` more seconds (and its memory).
+
+        For a step that runs longer than the run's TTL: the run's state (and memory)
+        would otherwise expire under it. Each later advance of the run refreshes the
+        state to the run's own ttl_s again. Returns False if the run's state is gone.
+
+        Raises:
+            WorkflowError: the job is not a workflow step.
+        """
+        run_id = self.payload.run_id
+        if run_id is None:
+            raise WorkflowError(
+                f"extend_ttl() needs a workflow step; job {self.payload.name} "
+                f"({self.payload.jid}) is not part of a run")
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or ttl_s <= 0:
+            raise WorkflowError(f"extend_ttl() takes whole seconds > 0, got {ttl_s!r}")
+        backend, now = self.app.backend, self.app.clock.now()
+        extended = backend.extend_run_ttl(run_id, ttl_s, now)
+        if extended:
+            backend.write(run_id, {}, ttl_s, now)  # existing memory lives as long
+        return extended
+
+
+_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
+    "sideline_current_job", default=None)
+
+
+@contextmanager
+def running(context: JobContext) -> Iterator[None]:
+    """Make `context` what `current_job()` returns while the job runs (the executor's)."""
+    token = _current.set(context)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def current_job() -> JobContext:
+    """The job being performed in this thread (from inside the job or its middleware).
+
+    Raises:
+        SidelineError: called outside a job run by a worker or drain().
+    """
+    context = _current.get()
+    if context is None:
+        raise SidelineError("current_job() is only available inside a job run by a worker "
+                            "or drain()")
+    return context
 
 
 ClientMiddleware = Callable[[Payload], Payload | None]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from sideline.core.errors import RunExpired, WorkflowError
 from sideline.core.jobs import Signature
-from sideline.core.payload import Payload, encode
+from sideline.core.payload import Payload, check_json_native, encode
 from sideline.core.run import NodeStatus, RunPlan, RunState, RunStatus, start
 from sideline.core.workflow import Chain, Graph, Group, Step, WithDelay, compile
 from sideline.runtime._env import new_id
@@ -32,11 +33,13 @@ class Workflow:
             the run id first, then its own arguments.
         on_failure: likewise, pushed once when the first node dies.
         ttl_s: how long the run's state lives after its last change (default: the app's).
+        memory: JSON-native values seeded into the run's memory before its first step
+            runs (typed steps are hydrated from it; see docs/typed.md).
     """
 
     def __init__(self, tree: Step, *, app: App | None = None,
                  on_success: Signature | None = None, on_failure: Signature | None = None,
-                 ttl_s: int | None = None) -> None:
+                 ttl_s: int | None = None, memory: Mapping[str, Any] | None = None) -> None:
         self.tree = tree
         found = app or _find_app(tree) or _find_app_in(on_success, on_failure)
         if found is None:
@@ -51,6 +54,9 @@ class Workflow:
         self.on_success = on_success
         self.on_failure = on_failure
         self.ttl_s = ttl_s if ttl_s is not None else self.app.run_ttl_s
+        self.memory = dict(memory or {})
+        for key, value in self.memory.items():
+            check_json_native(value, f"run memory {key!r}")
 
     def run(self) -> str:
         """Store the run and push its entry jobs atomically; return the run id."""
@@ -59,7 +65,8 @@ class Workflow:
         now = app.clock.now()
         built = [self._through_middleware(app.build_payload(
             node.job, node.args, node.kwargs, jid=f"{run_id}.{node.id}", run_id=run_id,
-            node_id=node.id, created_at=now, queue=node.queue)) for node in self.graph.nodes]
+            node_id=node.id, created_at=now, queue=node.queue, memory_ns=node.memory_ns,
+            memory_reads=dict(node.memory_reads))) for node in self.graph.nodes]
         # Middleware may move a step to another queue: the stored graph follows the payload.
         graph = Graph(tuple(attrs.evolve(node, queue=payload.queue)
                             for node, payload in zip(self.graph.nodes, built, strict=True)))
@@ -67,7 +74,11 @@ class Workflow:
         plan = RunPlan(run_id, graph, payloads, self._callback(run_id, "success", now),
                        self._callback(run_id, "failure", now), self.ttl_s)
         state, transition = start(plan, now)
+        if self.memory:  # before the run exists, so its first step finds the values
+            app.backend.write(run_id, self.memory, max(self.ttl_s, app.run_ttl_s), now)
         app.backend.create_run(state, transition, now)
+        if self.memory and transition.status is RunStatus.SUCCEEDED and not app.keep_memory:
+            app.backend.clear(run_id)  # an empty run is over at once
         app.after_push()
         return run_id
 
@@ -174,8 +185,15 @@ def status(app: App, run_id: str) -> RunInfo:
 
 
 def cancel(app: App, run_id: str) -> bool:
-    """Cancel a run: queued and waiting nodes never start; False if it already ended."""
-    return app.backend.cancel_run(run_id, app.clock.now())
+    """Cancel a run: queued and waiting nodes never start; False if it already ended.
+
+    The run's memory is cleared (unless the app keeps it); a step still running when
+    the run is cancelled may write its output afterwards, which then expires by TTL.
+    """
+    cancelled = app.backend.cancel_run(run_id, app.clock.now())
+    if cancelled and not app.keep_memory:
+        app.backend.clear(run_id)
+    return cancelled
 
 
 def wait(app: App, run_id: str, timeout_s: float = 30.0, poll_s: float = 0.01) -> RunInfo:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 import attrs
 
+from sideline.adapters.memory._memory import RunMemory
 from sideline.adapters.memory.faults import FaultPlan
 from sideline.core.dispatch import outgoing
 from sideline.core.errors import RunExpired, WorkflowError
@@ -45,7 +46,7 @@ class _Run:
     expires_at: float
 
 
-class MemoryBackend:
+class MemoryBackend(RunMemory):
     """The embedded backend: thread-safe, deterministic, and inspectable from tests.
 
     Args:
@@ -71,6 +72,7 @@ class MemoryBackend:
         self._locks: dict[str, tuple[str, float]] = {}
         self._wakeups = 0
         self._recovery_log: list[str] = []
+        self._memory: dict[str, tuple[float, dict[str, str]]] = {}
 
     # -- internals -------------------------------------------------------------------------
 

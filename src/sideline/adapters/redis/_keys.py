@@ -22,6 +22,7 @@ class Keys:
         P schedule | retry | dead      sorted sets of jids by time
         P <set>:jobs                   hash jid -> "queue|payload"
         P run:<id>[:nodes|:remaining|:graph|:payloads]   a workflow run's state
+        P run:<id>:memory              hash key -> JSON value: the run's memory (own TTL)
         P workers, P worker:<id>       heartbeats and worker info
         P lock:<name>                  named locks
     """
@@ -41,6 +42,9 @@ class Keys:
 
     def in_progress(self, worker_id: str, queue: str) -> str:
         return self("inprogress", worker_id, queue)
+
+    def memory(self, run_id: str) -> str:
+        return self("run", run_id, "memory")
 
     def run(self, run_id: str) -> list[str]:
         base = self("run", run_id)

@@ -164,7 +164,9 @@ def _graph(fields: dict[str, str], payloads: dict[str, str], count: int) -> Grap
         payload = decode(payloads[str(i)])
         nodes.append(Node(id=i, job=payload.name, args=tuple(payload.args),
                           kwargs=dict(payload.kwargs), queue=queue, allow_failure=allow_failure,
-                          delay_ms=delay_ms, successors=successors, predecessors=predecessors[i]))
+                          delay_ms=delay_ms, successors=successors, predecessors=predecessors[i],
+                          memory_ns=payload.memory_ns,
+                          memory_reads=tuple(sorted(payload.memory_reads.items()))))
     return Graph(tuple(nodes))
 
 

@@ -18,6 +18,7 @@ SCRIPT_NAMES = (
     "fail_node",
     "fetch",
     "kill",
+    "memory_write",
     "move_due",
     "push",
     "recover_job",

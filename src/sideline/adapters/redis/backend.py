@@ -10,6 +10,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from sideline.adapters.redis._base import RedisClient
+from sideline.adapters.redis._memory import MemoryOps
 from sideline.adapters.redis._queues import QueueOps
 from sideline.adapters.redis._runs import RunOps
 from sideline.core.errors import BackendError, ConfigurationError
@@ -35,7 +36,7 @@ def _connect_cluster(connect: Callable[[], RedisCluster]) -> RedisCluster:
             "mode, and is cluster_state ok?)") from exc
 
 
-class RedisBackend(QueueOps, RunOps):
+class RedisBackend(QueueOps, RunOps, MemoryOps):
     """The production backend.
 
     Args:

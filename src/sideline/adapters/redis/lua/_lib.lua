@@ -206,6 +206,14 @@ local function finish_node(R, P, run_id, id, now, was_blocking)
   return nil, nil, false
 end
 
+-- A failed run that had finished is unfinished again once it has work left.
+local function reopen_if_unsettled(R, finished)
+  if not finished and redis.call('HGET', R.run, 'status') == 'failed'
+      and counter(R, 'settled') < counter(R, 'n') then
+    redis.call('HDEL', R.run, 'finished_at')
+  end
+end
+
 -- Write the run-level outcome, push the callback it fires, refresh the expiry.
 local function settle(R, P, now, status, callback, finished)
   if status then

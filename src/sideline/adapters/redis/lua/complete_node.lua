@@ -29,5 +29,6 @@ if current == 'dead' and allow then
 end
 local status, callback, finished = finish_node(R, P, run_id, id, now,
                                                current == 'dead' and not allow)
+reopen_if_unsettled(R, finished)
 settle(R, P, now, status, callback, finished)
 return outcome(status, callback, finished)

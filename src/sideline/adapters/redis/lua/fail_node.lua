@@ -24,6 +24,7 @@ end
 set_node(R, id, 'dead')
 if gnode(R, id).allow then
   local status, callback, finished = finish_node(R, P, run_id, id, now, false)
+  reopen_if_unsettled(R, finished)
   settle(R, P, now, status, callback, finished)
   return outcome(status, callback, finished)
 end
