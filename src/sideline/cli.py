@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from sideline.adapters.memory import MemoryBackend
 from sideline.adapters.redis import RedisBackend
 from sideline.core.errors import ConfigurationError, SidelineError
 from sideline.demo import run_demo
@@ -67,6 +68,9 @@ def _demo(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     settings = WorkerSettings.resolve(vars(args))
     app = load_app(settings.app)
+    if isinstance(app.backend, MemoryBackend):
+        log.warning("%s uses the in-memory backend: this worker sees only jobs pushed inside "
+                    "its own process; give the App a RedisBackend to share work", settings.app)
     worker = Worker(app, concurrency=settings.concurrency, queues=settings.queues,
                     instance_id=settings.instance_id, fetch_timeout_s=settings.fetch_timeout_s,
                     poll_interval_s=settings.poll_interval_s,
