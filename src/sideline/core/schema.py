@@ -66,35 +66,25 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(str, _strict(str, (str,)))
     converter.register_structure_hook(bool, _strict(bool, (bool,)))
 
-    def objects(cls: type[Any]) -> Any:
-        inner = converter.gen_structure_attrs_fromdict(cls)
+    def guarded(inner: Any, cls: Any, accepted: Any) -> Any:
+        """cattrs' own structuring, only for values of the accepted JSON shape."""
 
         def hook(value: Any, _type: Any) -> Any:
-            if not isinstance(value, Mapping):
+            if not isinstance(value, accepted):
                 raise _Mismatch(value)
             return inner(value, cls)
 
         return hook
+
+    def objects(cls: type[Any]) -> Any:
+        return guarded(converter.gen_structure_attrs_fromdict(cls), cls, Mapping)
 
     def lists(cls: Any) -> Any:
-        inner = cattrs.cols.list_structure_factory(cls, converter)
-
-        def hook(value: Any, _type: Any) -> Any:
-            if not isinstance(value, list | tuple):  # a str is iterable, not a list
-                raise _Mismatch(value)
-            return inner(value, cls)
-
-        return hook
+        # a str is iterable, not a list
+        return guarded(cattrs.cols.list_structure_factory(cls, converter), cls, list | tuple)
 
     def mappings(cls: Any) -> Any:
-        inner = cattrs.cols.mapping_structure_factory(cls, converter)
-
-        def hook(value: Any, _type: Any) -> Any:
-            if not isinstance(value, Mapping):
-                raise _Mismatch(value)
-            return inner(value, cls)
-
-        return hook
+        return guarded(cattrs.cols.mapping_structure_factory(cls, converter), cls, Mapping)
 
     def literals(cls: Any) -> Any:
         allowed = typing.get_args(cls)
