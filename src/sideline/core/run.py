@@ -15,6 +15,7 @@ from sideline.core.errors import WorkflowError
 from sideline.core.workflow import Graph
 
 __all__ = [
+    "SETTLED",
     "Begin",
     "NodeStatus",
     "Release",
@@ -91,6 +92,10 @@ class RunState:
     finished_at: float | None = None
     failure_fired: bool = False
 
+    def copy(self) -> RunState:
+        """An independent copy (the plan is immutable and shared; the lists are copied)."""
+        return attrs.evolve(self, nodes=list(self.nodes), remaining=list(self.remaining))
+
 
 @attrs.frozen
 class Release:
@@ -120,9 +125,9 @@ class Transition:
         return not (self.nodes or self.remaining or self.releases or self.status or self.callback)
 
 
-_OK = frozenset({NodeStatus.SUCCEEDED})
-_DONE = frozenset({NodeStatus.SUCCEEDED, NodeStatus.DEAD, NodeStatus.SKIPPED, NodeStatus.CANCELLED})
-_WAITING = frozenset({NodeStatus.PENDING, NodeStatus.SKIPPED})
+SETTLED = frozenset({NodeStatus.SUCCEEDED, NodeStatus.DEAD, NodeStatus.SKIPPED,
+                     NodeStatus.CANCELLED})
+"""Node statuses from which a node makes no more progress on its own."""
 
 
 def start(plan: RunPlan, now: float) -> tuple[RunState, Transition]:
@@ -299,7 +304,7 @@ def _unskip(state: RunState, changes: dict[int, NodeStatus]) -> dict[int, NodeSt
 
 
 def _all_done(state: RunState, changes: dict[int, NodeStatus]) -> bool:
-    return all(changes.get(i, s) in _DONE for i, s in enumerate(state.nodes))
+    return all(changes.get(i, s) in SETTLED for i, s in enumerate(state.nodes))
 
 
 def _check_node(state: RunState, node_id: int) -> None:

@@ -7,7 +7,6 @@ Redis, so the same malformed-payload paths are exercised.
 
 from __future__ import annotations
 
-import copy
 import threading
 import uuid
 from collections import deque
@@ -286,7 +285,7 @@ class MemoryBackend(RunMemory):
             run_id = state.plan.run_id
             if run_id in self._runs:
                 raise WorkflowError(f"run {run_id!r} already exists")
-            run = _Run(copy.deepcopy(state), now + state.plan.ttl_s)
+            run = _Run(state.copy(), now + state.plan.ttl_s)
             self._runs[run_id] = run
             self._commit(run, transition, now)
 
@@ -341,7 +340,7 @@ class MemoryBackend(RunMemory):
             run = self._runs.get(run_id)
             if run is None or run.expires_at <= now:
                 return None
-            return copy.deepcopy(run.state)
+            return run.state.copy()
 
     def extend_run_ttl(self, run_id: str, ttl_s: int, now: float) -> bool:
         """Push back a run's expiry."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -12,6 +11,7 @@ from sideline.core.errors import RunExpired
 from sideline.core.payload import Payload, decode, encode
 from sideline.core.ports import Delivery
 from sideline.core.run import (
+    SETTLED,
     Begin,
     NodeStatus,
     Release,
@@ -25,7 +25,6 @@ from sideline.core.workflow import Graph, Node
 
 __all__ = ["RunOps"]
 
-_SETTLED = {NodeStatus.SUCCEEDED, NodeStatus.DEAD, NodeStatus.SKIPPED, NodeStatus.CANCELLED}
 
 
 def _expired(run_id: str) -> RunExpired:
@@ -39,7 +38,7 @@ class RunOps(RedisBase):
     def create_run(self, state: RunState, transition: Transition, now: float) -> None:
         """Store a new run and push its entry nodes, in one script."""
         plan = state.plan
-        started = copy.deepcopy(state)
+        started = state.copy()
         apply(started, transition, now)
         graph = plan.graph
         run: dict[str, Any] = {
@@ -48,7 +47,7 @@ class RunOps(RedisBase):
             "failure_fired": int(started.failure_fired), "n": len(graph.nodes),
             "ok": sum(s is NodeStatus.SUCCEEDED for s in started.nodes),
             "blocking": 0,
-            "settled": sum(s in _SETTLED for s in started.nodes),
+            "settled": sum(s in SETTLED for s in started.nodes),
         }
         if started.finished_at is not None:
             run["finished_at"] = num(started.finished_at)
