@@ -18,10 +18,11 @@ import pytest
 
 from sideline import BackendError
 from sideline.adapters.redis import RedisBackend, redis_url
+from sideline.core.verify import Event
 from tests.redis.apps.jobs_app import events_key
 
-__all__ = ["REPO_ROOT", "RedisServer", "Spawn", "WorkerProcess", "free_port", "in_progress_keys",
-           "read_events", "require_redis_server_binary", "spawn_worker", "wait_until"]
+__all__ = ["REPO_ROOT", "RedisServer", "Spawn", "WorkerProcess", "first_occurrences", "free_port",
+           "in_progress_keys", "read_events", "require_redis_server_binary", "spawn_worker", "wait_until"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,6 +31,18 @@ FAST_HEARTBEATS = {
     "SIDELINE_HEARTBEAT_TTL_S": "2",
     "SIDELINE_RECOVERY_INTERVAL_S": "0.5",
 }
+
+
+def first_occurrences(events: list[dict[str, Any]]) -> list[Event]:
+    """The trace of each node's first start and first end, in Redis order."""
+    seen: set[tuple[str, int]] = set()
+    trace: list[Event] = []
+    for event in events:
+        key = (event["kind"], event["node"])
+        if key not in seen:
+            seen.add(key)
+            trace.append(Event(event["kind"], event["node"]))
+    return trace
 
 
 def wait_until(condition: Callable[[], Any], timeout_s: float, what: str,

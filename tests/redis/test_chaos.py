@@ -58,10 +58,17 @@ import pytest
 from sideline import App, Chain, Dag, Group, NodeStatus, RunStatus, Signature, WithDelay, Workflow
 from sideline.adapters.redis import RedisBackend
 from sideline.core.payload import decode
-from sideline.core.verify import Event, order_violations
+from sideline.core.verify import order_violations
 from sideline.core.workflow import DagStep, Graph, Step
 from tests.redis.apps.jobs_app import build_app
-from tests.redis.helpers import REPO_ROOT, in_progress_keys, read_events, wait_until, worker_env
+from tests.redis.helpers import (
+    REPO_ROOT,
+    first_occurrences,
+    in_progress_keys,
+    read_events,
+    wait_until,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -367,18 +374,6 @@ class Verdict:
     @property
     def duplicates(self) -> int:
         return self.duplicates_open + self.duplicates_unsettled
-
-
-def first_occurrences(events: list[dict[str, Any]]) -> list[Event]:
-    """The trace of each node's first start and first end, in Redis order."""
-    seen: set[tuple[str, int]] = set()
-    trace: list[Event] = []
-    for event in events:
-        key = (event["kind"], event["node"])
-        if key not in seen:
-            seen.add(key)
-            trace.append(Event(event["kind"], event["node"]))
-    return trace
 
 
 def check_events(graphs: dict[str, Graph], events: list[dict[str, Any]], kills: list[Kill],

@@ -20,26 +20,14 @@ import pytest
 from sideline import Chain, Group, NodeStatus, RunStatus, Signature, Workflow
 from sideline.adapters.redis import RedisBackend
 from sideline.core.payload import decode
-from sideline.core.verify import Event, order_violations
+from sideline.core.verify import order_violations
 from sideline.core.workflow import Graph
 from tests.redis.apps.jobs_app import build_app
-from tests.redis.helpers import Spawn, in_progress_keys, read_events, wait_until
+from tests.redis.helpers import Spawn, first_occurrences, in_progress_keys, read_events, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 GROUPS, WIDTH = 20, 10
-
-
-def first_occurrences(events: list[dict[str, Any]]) -> list[Event]:
-    """The trace of each node's first start and first end, in Redis order."""
-    seen: set[tuple[str, int]] = set()
-    trace: list[Event] = []
-    for event in events:
-        key = (event["kind"], event["node"])
-        if key not in seen:
-            seen.add(key)
-            trace.append(Event(event["kind"], event["node"]))
-    return trace
 
 
 def open_starts(events: list[dict[str, Any]], pid: int) -> set[int]:
