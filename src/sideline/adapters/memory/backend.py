@@ -194,8 +194,7 @@ class MemoryBackend(RunMemory):
 
     def in_progress(self, worker_id: str) -> list[str]:
         """The raw jobs in a worker's in-progress list."""
-        with self._lock:
-            return [d.raw for d in self._in_progress.get(worker_id, [])]
+        return [delivery.raw for delivery in self.held(worker_id)]
 
     def workers_with_jobs(self) -> list[str]:
         """The ids of workers whose in-progress list is not empty."""

@@ -93,11 +93,7 @@ class QueueOps(RedisBase):
 
     def in_progress(self, worker_id: str) -> list[str]:
         """The raw jobs in a worker's in-progress lists."""
-        with translate("in_progress"):
-            pipe = self.client.pipeline(transaction=False)
-            for queue in self._queues():
-                pipe.lrange(self.keys.in_progress(worker_id, queue), 0, -1)
-            return [raw for held in pipe.execute() for raw in held]
+        return [delivery.raw for delivery in self.held(worker_id)]
 
     def queue_sizes(self) -> dict[str, int]:
         """The length of every known queue."""
