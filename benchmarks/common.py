@@ -111,9 +111,11 @@ class _Timing:
             if self._first_fetch is None or at < self._first_fetch:
                 self._first_fetch = at
 
-    def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int) -> list[Delivery]:
+    def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int,
+                   prefetch: int = 0) -> list[Delivery]:
         began = time.time()
-        found: list[Delivery] = super().fetch_many(worker_id, queues, limit)  # type: ignore[misc]
+        found: list[Delivery] = super().fetch_many(  # type: ignore[misc]
+            worker_id, queues, limit, prefetch)
         if found:
             self._fetched(began)
         return found

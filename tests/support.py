@@ -20,7 +20,8 @@ from sideline.adapters.redis import RedisBackend, redis_url
 
 def fake_redis_backend(**options: Any) -> Iterator[RedisBackend]:
     """A RedisBackend on a private fakeredis server (Lua through lupa)."""
-    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True,
+                                 encoding_errors="surrogateescape")
     backend = RedisBackend(client, namespace="t", **options)
     yield backend
     client.close()

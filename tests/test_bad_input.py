@@ -25,12 +25,12 @@ def test_garbage_on_a_queue_goes_to_the_dead_set_and_the_worker_keeps_going() ->
             time.sleep(0.01)
     assert ran == [7]
     dead = [e.payload for e in backend.entries("dead")]
-    assert [p.name for p in dead] == ["<unreadable>", "<unreadable>"]
+    assert [p.name for p in dead] == ["<undecodable>", "<undecodable>"]
     assert dead[0].args == ["this is not json"]  # the original text is kept
     assert dead[0].dead_reason is not None
-    assert dead[0].dead_reason.startswith("unreadable payload: payload is not valid JSON")
+    assert dead[0].dead_reason.startswith("undecodable payload: payload is not valid JSON")
     assert dead[1].dead_reason == (
-        "unreadable payload: payload lacks string field(s) jid, queue: '{\"name\": \"rec\"}'")
+        "undecodable payload: payload lacks string field(s) jid, queue: '{\"name\": \"rec\"}'")
     assert backend.in_progress(worker.worker_id) == []
 
 

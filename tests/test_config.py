@@ -70,3 +70,26 @@ def test_backends_read_their_defaults_from_the_environment(monkeypatch: pytest.M
     monkeypatch.setenv("SIDELINE_MAX_DEAD", "many")
     with pytest.raises(ConfigurationError, match="SIDELINE_MAX_DEAD='many' is not an integer"):
         MemoryBackend()
+
+
+def test_the_redis_timeout_comes_from_the_argument_or_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "redis://127.0.0.1:1/0"  # never contacted: from_url connects on first use
+
+    def timeouts(backend: RedisBackend) -> tuple[float, float]:
+        kwargs = backend.client.get_connection_kwargs()
+        backend.close()
+        return kwargs["socket_timeout"], kwargs["socket_connect_timeout"]
+
+    monkeypatch.delenv("SIDELINE_REDIS_TIMEOUT_S", raising=False)
+    assert timeouts(RedisBackend.from_url(url)) == (5.0, 5.0)
+    monkeypatch.setenv("SIDELINE_REDIS_TIMEOUT_S", "2.5")
+    assert timeouts(RedisBackend.from_url(url)) == (2.5, 2.5)
+    assert timeouts(RedisBackend.from_url(url, timeout_s=7)) == (7.0, 7.0)
+    for bad in ("0", "-1", "nan"):
+        monkeypatch.setenv("SIDELINE_REDIS_TIMEOUT_S", bad)
+        with pytest.raises(ConfigurationError, match="SIDELINE_REDIS_TIMEOUT_S"):
+            RedisBackend.from_url(url)
+    monkeypatch.setenv("SIDELINE_REDIS_TIMEOUT_S", "soon")
+    with pytest.raises(ConfigurationError, match="SIDELINE_REDIS_TIMEOUT_S='soon' is not a number"):
+        RedisBackend.from_url(url)

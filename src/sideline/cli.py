@@ -71,8 +71,9 @@ def _worker(args: argparse.Namespace) -> int:
     if isinstance(app.backend, MemoryBackend):
         log.warning("%s uses the in-memory backend: this worker sees only jobs pushed inside "
                     "its own process; give the App a RedisBackend to share work", settings.app)
-    worker = Worker(app, concurrency=settings.concurrency, queues=settings.queues,
-                    instance_id=settings.instance_id, fetch_timeout_s=settings.fetch_timeout_s,
+    worker = Worker(app, concurrency=settings.concurrency, prefetch=settings.prefetch,
+                    queues=settings.queues, instance_id=settings.instance_id,
+                    fetch_timeout_s=settings.fetch_timeout_s,
                     poll_interval_s=settings.poll_interval_s,
                     shutdown_timeout_s=settings.shutdown_timeout_s,
                     heartbeat_interval_s=settings.heartbeat_interval_s,
@@ -143,6 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a worker process")
     worker.add_argument("--app", help="package.module:app (SIDELINE_APP)")
     worker.add_argument("-c", "--concurrency", type=int, help="threads (SIDELINE_CONCURRENCY)")
+    worker.add_argument("--prefetch", type=int,
+                        help="jobs fetched ahead of the threads, at most (SIDELINE_PREFETCH, 0)")
     worker.add_argument("-q", "--queues",
                         help="'a,b' strict order or 'a:3,b:1' weights (SIDELINE_QUEUES)")
     worker.add_argument("-t", "--timeout", dest="shutdown_timeout_s", type=float,

@@ -47,11 +47,11 @@ def test_garbage_on_a_queue_is_buried_and_the_worker_runs_the_next_job(
         assert ran == [7]
         assert backend.in_progress(worker.worker_id) == []
     dead = [entry.payload for entry in backend.entries("dead")]
-    assert [p.name for p in dead] == ["<unreadable>", "<unreadable>"]
+    assert [p.name for p in dead] == ["<undecodable>", "<undecodable>"]
     assert sorted(p.args[0] for p in dead) == ["this is not json", '{"name": 1}']
     reasons = sorted(p.dead_reason or "" for p in dead)
-    assert reasons[0].startswith("unreadable payload: payload is not valid JSON"), reasons
-    assert reasons[1] == ("unreadable payload: payload lacks string field(s) name, jid, queue: "
+    assert reasons[0].startswith("undecodable payload: payload is not valid JSON"), reasons
+    assert reasons[1] == ("undecodable payload: payload lacks string field(s) name, jid, queue: "
                           "'{\"name\": 1}'"), reasons
     assert in_progress_keys(backend) == {}
     assert backend.queue_sizes() == {"default": 0}

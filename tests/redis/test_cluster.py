@@ -39,7 +39,7 @@ def cluster_ns(redis_cluster: LocalCluster) -> Iterator[RedisBackend]:
 
 def _client(cluster: LocalCluster) -> RedisCluster:
     return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in cluster.startup_nodes],
-                        decode_responses=True)
+                        decode_responses=True, encoding_errors="surrogateescape")
 
 
 def _namespaces_on_different_masters(client: RedisCluster) -> tuple[str, str]:
@@ -215,12 +215,28 @@ def test_a_handed_cluster_client_is_never_closed(redis_cluster: LocalCluster) ->
 
 def test_a_cluster_client_without_decode_responses_is_refused(
         redis_cluster: LocalCluster) -> None:
-    client = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in redis_cluster.startup_nodes])
+    nodes = [ClusterNode(h, p) for h, p in redis_cluster.startup_nodes]
+    for client in (RedisCluster(startup_nodes=nodes),
+                   RedisCluster(startup_nodes=nodes, decode_responses=True)):
+        try:
+            with pytest.raises(ConfigurationError, match=(
+                    'decode_responses=True and encoding_errors="surrogateescape"')):
+                RedisBackend(client)
+        finally:
+            client.close()
+
+
+def test_from_cluster_sets_timeouts_and_byte_exact_decoding(redis_cluster: LocalCluster) -> None:
+    backend = RedisBackend.from_cluster(redis_cluster.startup_nodes, timeout_s=2.0)
     try:
-        with pytest.raises(ConfigurationError, match="decode_responses=True"):
-            RedisBackend(client)
+        kwargs = backend.client.get_connection_kwargs()
+        assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (2.0, 2.0)
+        assert (kwargs["decode_responses"], kwargs["encoding_errors"]) == (
+            True, "surrogateescape")
+        assert backend.block_limit_s == 1.0
+        assert backend.client.retry.get_retries() == 2
     finally:
-        client.close()
+        backend.close()
 
 
 def test_redis_py_older_than_6_1_is_refused_for_a_cluster(

@@ -78,11 +78,13 @@ def test_sigkill_mid_job_other_worker_recovers_and_finishes_the_run(
         run_id = workflow.run()
 
         def victim_mid_job() -> set[int]:
+            # Decide from the events alone, so the kill follows the read at once.
             events = read_events(backend)
-            if app.status(run_id).finished:
-                raise AssertionError("the run finished before the victim could be killed")
             ended = sum(e["kind"] == "end" for e in events)
-            return open_starts(events, victim.pid) if ended >= 40 else set()
+            running = open_starts(events, victim.pid) if ended >= 40 else set()
+            if not running and app.status(run_id).finished:
+                raise AssertionError("the run finished before the victim could be killed")
+            return running
 
         wait_until(victim_mid_job, 30, "the victim to be running a job after 40 steps", 0.001)
         victim.proc.kill()  # SIGKILL: no shutdown code runs

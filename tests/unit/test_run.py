@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import pytest
+
+from sideline.core.errors import WorkflowError
 from sideline.core.jobs import Signature
 from sideline.core.run import (
     Begin,
+    FailedNode,
+    NodeError,
     NodeStatus,
     Release,
     RunPlan,
     RunState,
     RunStatus,
+    RunSummary,
     Transition,
     apply,
+    next_expiry,
     plan_begin,
     plan_cancel,
     plan_complete,
     plan_fail,
     plan_revive,
     start,
+    summarize,
 )
 from sideline.core.workflow import Chain, Group, Step, WithDelay, compile
 
@@ -165,3 +173,73 @@ def test_allowed_failure_retried_by_hand_does_not_release_successors_twice() -> 
     assert late.releases == ()  # type: ignore[attr-defined]
     assert state.nodes[0] is S
     assert state.remaining[1] == 0
+
+
+# -- expiry, linger and the summary -------------------------------------------------------
+
+
+def timed_run(tree: Step, ttl_s: int = 60, finished_ttl_s: int = 10) -> tuple[RunState, float]:
+    graph = compile(tree)
+    plan = RunPlan("r1", graph, tuple("{}" for _ in graph.nodes), ttl_s=ttl_s,
+                   finished_ttl_s=finished_ttl_s)
+    state, transition = start(plan, 0.0)
+    apply(state, transition, 0.0)
+    return state, next_expiry(state, transition, 0.0 + ttl_s, 0.0)
+
+
+def advance(state: RunState, transition: Transition, expires_at: float, now: float) -> float:
+    apply(state, transition, now)
+    return next_expiry(state, transition, expires_at, now)
+
+
+def test_an_advance_pushes_the_expiry_back_but_never_forward() -> None:
+    state, expires = timed_run(Group(sig("A"), sig("B"), sig("C")), ttl_s=2)
+    expires = max(expires, 0.0 + 30)  # extend_run_ttl(30) from inside a member
+    expires = advance(state, plan_complete(state, 0), expires, 3.0)
+    assert expires == 30.0  # not 3 + 2
+    expires = advance(state, plan_complete(state, 1), expires, 40.0)
+    assert expires == 42.0
+
+
+def test_finishing_sets_the_linger_and_touching_a_finished_run_keeps_it() -> None:
+    state, expires = timed_run(Chain(sig("A"), sig("B")), ttl_s=600, finished_ttl_s=10)
+    expires = advance(state, plan_fail(state, 0), expires, 5.0)  # failed, all settled
+    assert (state.finished_at, expires) == (5.0, 15.0)  # the linger replaces the 605
+    expires = advance(state, plan_begin(state, 0)[1], expires, 8.0)  # a stray copy
+    assert expires == 15.0
+    expires = advance(state, plan_revive(state, 0), expires, 9.0)  # open again
+    assert expires == 609.0
+
+
+def test_only_a_succeeded_or_cancelled_finish_compacts() -> None:
+    state = new_run(Chain(sig("A"), sig("B")))
+    assert not step(state, plan_complete, 0).compacts  # type: ignore[attr-defined]
+    assert step(state, plan_complete, 1).compacts  # type: ignore[attr-defined]
+    failed = new_run(sig("A"))
+    died = step(failed, plan_fail, 0)
+    assert died.finished  # type: ignore[attr-defined]
+    assert not died.compacts  # type: ignore[attr-defined]
+    assert step(failed, plan_cancel).compacts  # type: ignore[attr-defined]
+
+
+def test_summary_counts_nodes_and_lists_the_dead_with_their_errors() -> None:
+    state = new_run(Chain(Group(sig("A", allow_failure=True), sig("B")), sig("C")))
+    died = plan_fail(state, 0, NodeError("KeyError", "'sku'"))
+    assert died.errors == {0: NodeError("KeyError", "'sku'")}
+    apply(state, died, 1.0)
+    step(state, plan_complete, 1)
+    apply(state, plan_complete(state, 2), 2.0)
+    assert summarize(state) == RunSummary(
+        "r1", RunStatus.SUCCEEDED, 0.0, 2.0, 2.0, {"dead": 1, "succeeded": 2},
+        (FailedNode(0, "job", "KeyError", "'sku'"),))
+
+
+def test_a_late_death_records_no_error() -> None:
+    state = new_run(sig("A"))
+    step(state, plan_complete, 0)
+    assert plan_fail(state, 0, NodeError("E", "late")).noop
+
+
+def test_an_unfinished_run_has_no_summary() -> None:
+    with pytest.raises(WorkflowError, match="has not finished"):
+        summarize(new_run(sig("A")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -26,6 +27,23 @@ def normalize_retry(retry: bool | int) -> int:
     if not isinstance(retry, int) or retry < 0:
         raise ConfigurationError(f"retry must be True, False or a count >= 0, got {retry!r}")
     return retry
+
+
+def _async_kind(func: Callable[..., Any]) -> str | None:
+    """How a job's callable is `async def` (calling it only makes a coroutine), if it is."""
+    if isinstance(func, type):
+        perform = getattr(func, "perform", None)
+        return "a class whose perform() is async def" if _is_async(perform) else None
+    if _is_async(func):
+        return "an async def function"
+    call = inspect.getattr_static(type(func), "__call__", None)
+    if not inspect.isroutine(func) and _is_async(call):
+        return "a callable object whose __call__() is async def"
+    return None
+
+
+def _is_async(func: object) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
 
 
 def check_queue_name(queue: str) -> str:
@@ -65,6 +83,15 @@ class JobSpec:
     """The attrs class the job's argument dict is structured into (a typed job)."""
     output: type[Any] | None = None
     """The attrs class the job's return value is checked against."""
+
+    def __attrs_post_init__(self) -> None:
+        # Until coroutines are run, an async job would "succeed" without running its body.
+        kind = _async_kind(self.func)
+        if kind is not None:
+            raise ConfigurationError(
+                f"job {self.name!r} is {kind}; sideline does not run coroutines yet (the "
+                "coroutine would never be awaited, yet the job would count as succeeded): "
+                "declare a plain def, calling asyncio.run(...) inside it if it needs async code")
 
     @property
     def typed(self) -> bool:

@@ -3,21 +3,47 @@
 A payload never carries code or pickled objects: `name` is looked up in the
 registry of declared jobs, and `args`/`kwargs` must be JSON-native values.
 Times (`*_at`) are float seconds since the epoch.
+
+Decoding is strict and bounded: a payload larger than `MAX_PAYLOAD_BYTES`, nested
+deeper than `MAX_DEPTH`, not UTF-8, or with a field of the wrong type is refused with
+a `PayloadError` that says what was wrong, never coerced into something else.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, get_origin
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn, override
+from cattrs.cols import list_structure_factory, mapping_structure_factory
+from cattrs.errors import AttributeValidationNote
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from sideline.core.errors import PayloadError, SerializationError
 
-__all__ = ["Payload", "bump_recoveries", "check_json_native", "decode", "encode"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_PAYLOAD_BYTES",
+    "Payload",
+    "bump_recoveries",
+    "check_json_native",
+    "decode",
+    "decode_stored",
+    "encode",
+    "raw_bytes",
+]
+
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+"""Default limit on a payload's size in UTF-8 bytes (8 MiB), checked before parsing."""
+MAX_DEPTH = 64
+"""Default limit on nested arrays and objects in a payload, the top-level object being 1."""
+_VALUE_DEPTH = MAX_DEPTH - 2
+# An argument sits two levels below the payload's top (the payload object, then its args
+# array or kwargs object), so check_json_native refuses exactly what decode would refuse.
 
 
 @attrs.frozen
@@ -57,7 +83,111 @@ class Payload:
     """Typed workflow steps: Input field -> the run-memory key it is hydrated from."""
 
 
-_converter = cattrs.Converter(forbid_extra_keys=False)
+class _Invalid(ValueError):
+    """A field's value has the wrong type or is out of range; the message lacks the field."""
+
+
+def _kind(value: object) -> str:
+    """The name of a parsed JSON value's type, for messages."""
+    if value is None:
+        return "null"
+    return "object" if isinstance(value, dict) else type(value).__name__
+
+
+def _structure_str(value: object, _: type) -> str:
+    if isinstance(value, str):
+        return value
+    raise _Invalid(f"must be a str, got {_kind(value)}")
+
+
+def _structure_int(value: object, _: type) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _Invalid(f"must be an int, got {_kind(value)}")
+
+
+def _structure_count(value: object, _: type) -> int:
+    number = _structure_int(value, int)
+    if number < 0:
+        raise _Invalid(f"must be >= 0, got {number}")
+    return number
+
+
+def _structure_optional_count(value: object, _: type) -> int | None:
+    # An override replaces cattrs' own `X | None` handling, so null is let through here.
+    return None if value is None else _structure_count(value, int)
+
+
+def _structure_float(value: object, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"must be a number, got {_kind(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _Invalid("must be a finite number, got an int too large for a float") from None
+    if not math.isfinite(number):
+        raise _Invalid(f"must be a finite number, got {number!r}")
+    return number
+
+
+def _structure_bool(value: object, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _Invalid(f"must be true or false, got {_kind(value)}")
+
+
+def _is_list(type_: Any) -> bool:
+    return get_origin(type_) is list
+
+
+def _is_dict(type_: Any) -> bool:
+    return get_origin(type_) is dict
+
+
+def _strict_list(type_: Any, converter: cattrs.Converter) -> Callable[[object, type], Any]:
+    """cattrs' list hook, refusing anything but a list (it would iterate a str or dict)."""
+    structure_items = list_structure_factory(type_, converter)
+
+    def structure(value: object, _: type) -> Any:
+        if not isinstance(value, list):
+            raise _Invalid(f"must be a list, got {_kind(value)}")
+        return structure_items(value, type_)
+
+    return structure
+
+
+def _strict_dict(type_: Any, converter: cattrs.Converter) -> Callable[[object, type], Any]:
+    """cattrs' mapping hook, refusing anything but a JSON object."""
+    structure_items = mapping_structure_factory(type_, converter)
+
+    def structure(value: object, _: type) -> Any:
+        if not isinstance(value, dict):
+            raise _Invalid(f"must be an object, got {_kind(value)}")
+        return structure_items(value, type_)
+
+    return structure
+
+
+# One converter for both directions. Its structure hooks check instead of coercing:
+# cattrs' defaults would turn "5" into 5, "no" into True and "abc" into ["a", "b", "c"].
+_converter = cattrs.Converter(forbid_extra_keys=False, detailed_validation=True)
+_converter.register_structure_hook(str, _structure_str)
+_converter.register_structure_hook(int, _structure_int)
+_converter.register_structure_hook(float, _structure_float)
+_converter.register_structure_hook(bool, _structure_bool)
+_converter.register_structure_hook_factory(_is_list, _strict_list)
+_converter.register_structure_hook_factory(_is_dict, _strict_dict)
+_converter.register_structure_hook(
+    Payload,
+    make_dict_structure_fn(
+        Payload,
+        _converter,
+        retry=override(struct_hook=_structure_count),
+        retry_count=override(struct_hook=_structure_count),
+        recoveries=override(struct_hook=_structure_count),
+        node_id=override(struct_hook=_structure_optional_count),
+    ),
+)
 _converter.register_unstructure_hook(
     Payload,
     make_dict_unstructure_fn(
@@ -75,28 +205,70 @@ def encode(payload: Payload) -> str:
     return json.dumps(_converter.unstructure(payload), separators=(",", ":"), sort_keys=True)
 
 
-def decode(raw: str | bytes) -> Payload:
-    """Parse JSON text into a Payload.
+def decode(raw: str | bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES,
+           max_depth: int = MAX_DEPTH) -> Payload:
+    """Parse JSON text into a Payload, checking every field's type strictly.
+
+    Args:
+        raw: the payload text, or its UTF-8 bytes. A str may carry undecodable bytes as
+            lone surrogates (a client decoding with errors="surrogateescape"); those are
+            refused as not UTF-8, like the bytes themselves.
+        max_bytes: the largest accepted size in UTF-8 bytes, checked before parsing.
+        max_depth: the deepest accepted nesting of arrays and objects (the payload
+            object is level 1). Python's parser gives up near 1,000 levels whatever this is.
 
     Raises:
-        PayloadError: the text is not JSON, not an object, or a field has the wrong type.
+        PayloadError: the text is too large, not UTF-8, not JSON, nested too deep, holds
+            a non-finite number, is not an object, lacks `name`, `jid` or `queue`, or has
+            a field of the wrong type or out of range. The message names the field.
     """
+    text = _checked_text(raw, max_bytes)
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = json.loads(text)
+    except RecursionError:  # its thousand-frame traceback would add nothing: from None
+        raise PayloadError(f"payload is nested deeper than the JSON parser can follow "
+                           f"(max_depth is {max_depth}): {_preview(raw)}") from None
+    except ValueError as exc:
         raise PayloadError(f"payload is not valid JSON ({exc}): {_preview(raw)}") from exc
     if not isinstance(data, dict):
-        raise PayloadError(f"payload must be a JSON object, got {type(data).__name__}: "
+        raise PayloadError(f"payload must be a JSON object, got {_kind(data)}: "
                            f"{_preview(raw)}")
+    problem = _tree_problem(data, max_depth)
+    if problem:
+        raise PayloadError(f"payload {problem}: {_preview(raw)}")
     missing = [key for key in ("name", "jid", "queue") if not isinstance(data.get(key), str)]
     if missing:
-        raise PayloadError(f"payload lacks string field(s) {', '.join(missing)}: {_preview(raw)}")
+        raise PayloadError(f"payload lacks string field(s) {', '.join(missing)}: "
+                           f"{_preview(raw)}")
     try:
         return _converter.structure(data, Payload)
-    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        detail = "; ".join(cattrs.transform_error(exc)) if isinstance(
-            exc, cattrs.BaseValidationError) else str(exc)
-        raise PayloadError(f"payload has invalid fields ({detail}): {_preview(raw)}") from exc
+    except cattrs.BaseValidationError as exc:
+        raise PayloadError(f"{'; '.join(_problems(exc, ''))}: {_preview(raw)}") from exc
+
+
+def raw_bytes(raw: str | bytes) -> bytes:
+    """The exact bytes a payload was read as: a str decoded with errors="surrogateescape"
+    is encoded back the same way, so undecodable bytes come back as they were.
+
+    Raises:
+        UnicodeEncodeError: `raw` holds a lone surrogate outside U+DC80..U+DCFF, which no
+            surrogateescape decoding produces.
+    """
+    return raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
+
+
+def decode_stored(raw: str, key: str, queue: str) -> Payload:
+    """A payload read back from a set sideline wrote (scheduled, retry, dead); never raises.
+
+    No size limit applies (an undecodable entry is kept whole in the dead set), and an
+    entry that does not decode (one written by hand) comes back as an `<undecodable>`
+    placeholder under its set key `key`, so listing, deleting and retrying still work.
+    """
+    try:
+        return decode(raw, max_bytes=sys.maxsize)
+    except PayloadError as exc:
+        return Payload(name="<undecodable>", jid=key, queue=queue, args=[_preview(raw, 1000)],
+                       dead_reason=f"undecodable payload: {exc}")
 
 
 def bump_recoveries(raw: str) -> str:
@@ -112,26 +284,55 @@ def bump_recoveries(raw: str) -> str:
 def check_json_native(value: Any, where: str) -> None:
     """Raise SerializationError naming `where` if `value` would not survive a JSON round trip.
 
-    Allowed: None, bool, int, finite float, str, list, and dict with str keys, nested.
-    Tuples are refused because they come back as lists.
+    Allowed: None, bool, int, finite float, str, list, and dict with str keys, nested at
+    most MAX_DEPTH - 2 levels (the payload object and its args or kwargs take two).
+    Tuples are refused because they come back as lists; a container holding itself is
+    refused. The walk uses an explicit stack, so no input makes it raise RecursionError.
     """
+    # Entries are (value, path, depth); a container is pushed again as (None, path, -id)
+    # after its children, so that popping it marks the end of its subtree.
+    stack: list[tuple[Any, str, int]] = [(value, where, 1)]
+    open_paths: dict[int, str] = {}  # id -> path of each container enclosing the current one
+    while stack:
+        item, path, depth = stack.pop()
+        if depth < 0:
+            del open_paths[-depth]
+        elif isinstance(item, list | dict):
+            if id(item) in open_paths:
+                raise SerializationError(
+                    f"{path} contains itself (it is {open_paths[id(item)]} again): JSON "
+                    "cannot represent a cycle; pass a copy without the loop")
+            if depth > _VALUE_DEPTH:
+                raise SerializationError(
+                    f"{where} is nested deeper than {_VALUE_DEPTH} levels of lists and dicts: "
+                    f"a payload allows {MAX_DEPTH}, counting its own object and args list")
+            open_paths[id(item)] = path
+            stack.append((None, path, -id(item)))
+            stack.extend(reversed(list(_children(item, path, depth + 1))))
+        else:
+            _check_scalar(item, path)
+
+
+def _children(container: list[Any] | dict[Any, Any], path: str,
+              depth: int) -> Iterator[tuple[Any, str, int]]:
+    if isinstance(container, list):
+        for index, item in enumerate(container):
+            yield item, f"{path}[{index}]", depth
+        return
+    for key, item in container.items():
+        if not isinstance(key, str):
+            raise SerializationError(
+                f"{path} has key {key!r} of type {type(key).__name__}: JSON object keys "
+                "must be strings")
+        yield item, f"{path}[{key!r}]", depth
+
+
+def _check_scalar(value: Any, where: str) -> None:
     if value is None or isinstance(value, bool | int | str):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
             raise SerializationError(f"{where} is {value!r}: NaN and infinity are not JSON")
-        return
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            check_json_native(item, f"{where}[{index}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise SerializationError(
-                    f"{where} has key {key!r} of type {type(key).__name__}: JSON object keys "
-                    "must be strings")
-            check_json_native(item, f"{where}[{key!r}]")
         return
     hint = " (use a list)" if isinstance(value, tuple) else (
         " (pass a JSON-native value such as an id or an ISO string instead)")
@@ -139,6 +340,84 @@ def check_json_native(value: Any, where: str) -> None:
         f"{where} is a {type(value).__name__}, which is not JSON-native{hint}: {value!r:.80}")
 
 
+def _checked_text(raw: str | bytes, max_bytes: int) -> str:
+    """`raw` as text once its size and UTF-8 validity are checked; raises PayloadError."""
+    if len(raw) > max_bytes:  # a character is at least one byte: too large, known unread
+        unit = "bytes" if isinstance(raw, bytes) else "characters"
+        raise PayloadError(f"payload is larger than {max_bytes} bytes ({len(raw)} {unit}): "
+                           f"{_preview(raw)}")
+    if isinstance(raw, bytes):
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError(f"payload is not UTF-8: {exc.reason} at byte offset "
+                               f"{exc.start}: {_preview(raw)}") from exc
+    if raw.isascii():
+        return raw
+    try:
+        size = len(raw.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        offset = len(raw[:exc.start].encode("utf-8"))
+        code = ord(raw[exc.start])
+        found = (f"invalid byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF
+                 else f"lone surrogate U+{code:04X}")
+        raise PayloadError(f"payload is not UTF-8: {found} at byte offset {offset}: "
+                           f"{_preview(raw)}") from exc
+    if size > max_bytes:
+        raise PayloadError(f"payload is larger than {max_bytes} bytes ({size} bytes): "
+                           f"{_preview(raw)}")
+    return raw
+
+
+def _tree_problem(data: dict[str, Any], max_depth: int) -> str | None:
+    """What makes parsed JSON unacceptable beyond its fields' types, if anything.
+
+    Iterative, so a deep document cannot exhaust the stack here. Non-finite numbers
+    (NaN, Infinity, 1e999) are refused anywhere: they would not survive encode as JSON.
+    """
+    stack: list[tuple[list[Any] | dict[str, Any], int]] = [(data, 1)]
+    while stack:
+        container, depth = stack.pop()
+        if depth > max_depth:
+            return f"is nested deeper than {max_depth} levels of arrays and objects"
+        for item in container.values() if isinstance(container, dict) else container:
+            if isinstance(item, list | dict):
+                stack.append((item, depth + 1))
+            elif isinstance(item, float) and not math.isfinite(item):
+                return f"holds the non-finite number {item!r}, which JSON cannot carry"
+    return None
+
+
+def _problems(exc: BaseException, path: str) -> Iterator[str]:
+    """One message per failed field of a cattrs validation error, with its path."""
+    if isinstance(exc, cattrs.ClassValidationError | cattrs.IterableValidationError):
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            if isinstance(note, AttributeValidationNote):
+                step = f"{path}.{note.name}" if path else note.name
+            else:
+                step = f"{path}[{note.index!r}]"
+            yield from _problems(sub, step)
+        for sub in without:
+            yield from _problems(sub, path)
+    elif isinstance(exc, _Invalid):
+        yield f"payload field {path!r} {exc}"
+    else:
+        yield f"payload field {path!r} is invalid ({type(exc).__name__}: {exc})"
+
+
 def _preview(raw: str | bytes, limit: int = 120) -> str:
-    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+    """A short printable excerpt for messages; never raises, whatever `raw` holds.
+
+    Text with undecodable bytes shows as a bytes repr, so a bad byte reads `\\xff`.
+    """
+    head, more = raw[:limit], "..." if len(raw) > limit else ""
+    if isinstance(head, str):
+        try:
+            head = head.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate that no byte decoding produces
+            return ascii(head) + more
+    try:
+        return repr(head.decode("utf-8")) + more
+    except UnicodeDecodeError:
+        return repr(head) + more

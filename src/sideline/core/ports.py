@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import attrs
 
 from sideline.core.payload import Payload
-from sideline.core.run import Begin, RunState, Transition
+from sideline.core.run import Begin, RunState, RunSummary, Transition
 
 __all__ = [
     "Backend",
@@ -30,10 +30,16 @@ __all__ = [
 
 @attrs.frozen
 class Delivery:
-    """A fetched job: the exact text taken from `queue`, now in the worker's in-progress list."""
+    """A fetched job: the exact text taken from `queue`, now held by one worker.
+
+    A started delivery sits in the worker's in-progress list; a prefetched one
+    (`prefetched=True`) sits in its prefetch list until `claim` starts it. Recovery
+    counts only started jobs toward the poison-pill limit.
+    """
 
     raw: str
     queue: str
+    prefetched: bool = False
 
 
 @attrs.frozen
@@ -56,8 +62,18 @@ class QueuePort(Protocol):
         worker's in-progress list and return it; wait up to `timeout_s` for one."""
         ...
 
-    def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int) -> list[Delivery]:
-        """Like `fetch` without waiting, moving up to `limit` jobs in one call."""
+    def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int,
+                   prefetch: int = 0) -> list[Delivery]:
+        """Like `fetch` without waiting, moving up to `limit` jobs in one call.
+
+        When `limit` jobs were found, up to `prefetch` more are moved into the worker's
+        prefetch lists and returned after them (with `prefetched=True`).
+        """
+        ...
+
+    def claim(self, worker_id: str, delivery: Delivery) -> Delivery | None:
+        """Start a prefetched delivery: move it to the in-progress list, atomically, and
+        return the started delivery; None if it is no longer held (recovered elsewhere)."""
         ...
 
     def wake(self, queues: Sequence[str]) -> None:
@@ -68,8 +84,13 @@ class QueuePort(Protocol):
         """Remove a finished job from the worker's in-progress list."""
         ...
 
-    def requeue(self, worker_id: str, delivery: Delivery) -> None:
-        """Put an unfinished job back at the head of its queue (graceful shutdown)."""
+    def requeue(self, worker_id: str, delivery: Delivery) -> bool:
+        """Put an unfinished job back at the head of its queue (graceful shutdown), atomically
+        taking it out of the worker's hands; True if it was moved.
+
+        A delivery the worker no longer holds (acked, settled, or recovered by another
+        worker) is left alone and False is returned: pushing it again would run it twice.
+        """
         ...
 
     def in_progress(self, worker_id: str) -> list[str]:
@@ -136,7 +157,14 @@ class InstanceRegistry(Protocol):
     """Worker heartbeats, the recovery of dead workers' jobs, and named locks."""
 
     def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float, now: float) -> None:
-        """Register the worker as alive until now + ttl_s, with descriptive `info`."""
+        """Register the worker as alive until now + ttl_s, with descriptive `info`.
+
+        Outage rule: when no heartbeat at all reached the registry for more than
+        ttl_s / 2 (the registry itself was unreachable, or every worker was cut off),
+        every worker that was alive when the silence began gets the length of the
+        silence added to its expiry, so nobody is judged dead for an outage they
+        shared; a worker that really died is judged dead that much later.
+        """
         ...
 
     def workers(self, now: float) -> list[WorkerInfo]:
@@ -153,12 +181,14 @@ class InstanceRegistry(Protocol):
         ...
 
     def held(self, worker_id: str) -> list[Delivery]:
-        """The jobs in a worker's in-progress lists, with their queues."""
+        """The jobs a worker holds, with their queues: per queue (sorted by name), the
+        started ones oldest first, then the prefetched ones oldest first."""
         ...
 
     def recover_job(self, worker_id: str, delivery: Delivery) -> bool:
-        """Move one held job back to the head of its queue (recoveries + 1); False if it is
-        no longer held (someone else moved it)."""
+        """Move one held job back to the head of its queue; False if it is no longer held
+        (someone else moved it). A started job's `recoveries` goes up by one; a prefetched
+        one that never started goes back unchanged."""
         ...
 
     def discard(self, worker_id: str, delivery: Delivery) -> bool:
@@ -216,13 +246,28 @@ class WorkflowStore(Protocol):
     def cancel_run(self, run_id: str, now: float) -> bool:
         """Cancel a run; False if it had already finished successfully or was cancelled.
 
+        Atomically: nodes not yet running are cancelled, and the scheduled and retry
+        entries of the run's nodes (jid "<run_id>.<node id>", whose payload carries the
+        run id) are removed. The run's callbacks are not: a callback is the run reporting
+        on itself (a failure callback waiting to retry reports a death that happened
+        before the cancel), an ordinary job outside the graph. The run then finishes and
+        is compacted to its summary, like a succeeded one.
+
         Raises:
             RunExpired: the run's state is missing.
         """
         ...
 
-    def get_run(self, run_id: str, now: float) -> RunState | None:
-        """A copy of the run's state, or None if it expired or never existed."""
+    def get_run(self, run_id: str, now: float) -> RunState | RunSummary | None:
+        """A copy of the run's state; once the run finished succeeded or cancelled, only its
+        summary (its graph and payloads are gone); None if it expired or never existed.
+
+        Expiry (core.run.next_expiry): every change pushes the run's expiry back to now +
+        the plan's ttl_s, never forward; the change that finishes the run sets it to now +
+        finished_ttl_s. A compacted run still answers the other operations until then:
+        begin_node says SKIP, complete_node and fail_node only ack (and fail_node still
+        buries), cancel_run says False, extend_run_ttl pushes back the summary's expiry.
+        """
         ...
 
     def extend_run_ttl(self, run_id: str, ttl_s: int, now: float) -> bool:

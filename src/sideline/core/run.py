@@ -8,6 +8,7 @@ plan + apply + the resulting pushes as one atomic operation.
 from __future__ import annotations
 
 import enum
+from collections import Counter
 
 import attrs
 
@@ -15,22 +16,35 @@ from sideline.core.errors import WorkflowError
 from sideline.core.workflow import Graph
 
 __all__ = [
+    "FINISHED_TTL_S",
+    "RUN_TTL_S",
     "SETTLED",
     "Begin",
+    "FailedNode",
+    "NodeError",
     "NodeStatus",
     "Release",
     "RunPlan",
     "RunState",
     "RunStatus",
+    "RunSummary",
     "Transition",
     "apply",
+    "failed_nodes",
+    "next_expiry",
     "plan_begin",
     "plan_cancel",
     "plan_complete",
     "plan_fail",
     "plan_revive",
     "start",
+    "summarize",
 ]
+
+RUN_TTL_S = 7 * 24 * 3600
+"""Default seconds a run's state lives after its last change while it can progress."""
+FINISHED_TTL_S = 24 * 3600
+"""Default seconds a finished run lingers (its summary, or a failed run's whole state)."""
 
 
 class NodeStatus(enum.StrEnum):
@@ -60,7 +74,8 @@ class Begin(enum.StrEnum):
 
     RUN = "run"
     SKIP = "skip"
-    """The node already succeeded or the run was cancelled: ack without running."""
+    """The node already succeeded, or the run was cancelled or has finished and been
+    compacted to its summary: ack without running."""
 
 
 @attrs.frozen
@@ -69,6 +84,9 @@ class RunPlan:
 
     `node_payloads[i]` is the encoded payload of node i; callbacks are encoded
     payloads too (or None). Stored once per run, so a job's payload stays O(1).
+    `ttl_s` is how long the state lives after its last change while the run can
+    progress, `finished_ttl_s` how long a finished run lingers; `keep_memory` keeps the
+    run's memory when it succeeds or is cancelled (else it is cleared in that same step).
     """
 
     run_id: str
@@ -76,7 +94,17 @@ class RunPlan:
     node_payloads: tuple[str, ...]
     on_success: str | None = None
     on_failure: str | None = None
-    ttl_s: int = 7 * 24 * 3600
+    ttl_s: int = RUN_TTL_S
+    finished_ttl_s: int = FINISHED_TTL_S
+    keep_memory: bool = False
+
+
+@attrs.frozen
+class NodeError:
+    """What a node's job died of, as its dead payload recorded it (either part may be unknown)."""
+
+    error_class: str | None = None
+    error_message: str | None = None
 
 
 @attrs.define
@@ -91,10 +119,41 @@ class RunState:
     updated_at: float
     finished_at: float | None = None
     failure_fired: bool = False
+    errors: dict[int, NodeError] = attrs.field(factory=dict)
+    """The last error each node died of (kept after a revive; only dead nodes report it)."""
 
     def copy(self) -> RunState:
-        """An independent copy (the plan is immutable and shared; the lists are copied)."""
-        return attrs.evolve(self, nodes=list(self.nodes), remaining=list(self.remaining))
+        """An independent copy (the plan is immutable and shared; the containers are copied)."""
+        return attrs.evolve(self, nodes=list(self.nodes), remaining=list(self.remaining),
+                            errors=dict(self.errors))
+
+
+@attrs.frozen
+class FailedNode:
+    """A dead node in a run's summary: its job and the error it died of, if known."""
+
+    node_id: int
+    job: str
+    error_class: str | None = None
+    error_message: str | None = None
+
+
+@attrs.frozen
+class RunSummary:
+    """What is kept of a run that finished succeeded or cancelled: its graph and payloads
+    are gone, its outcome stays for the plan's `finished_ttl_s`.
+
+    `counts` maps each node status to how many nodes ended in it; `failed` lists the
+    dead nodes (allowed failures of a succeeded run, or those of a cancelled one).
+    """
+
+    run_id: str
+    status: RunStatus
+    created_at: float
+    updated_at: float
+    finished_at: float
+    counts: dict[str, int]
+    failed: tuple[FailedNode, ...] = ()
 
 
 @attrs.frozen
@@ -118,11 +177,22 @@ class Transition:
     finished: bool = False
     reopened: bool = False
     """True when a finished run has work again (a dead node was revived)."""
+    errors: dict[int, NodeError] = attrs.field(factory=dict)
+    """The error of each node this transition marks dead (when the adapter knows it)."""
 
     @property
     def noop(self) -> bool:
         """True when nothing changes."""
-        return not (self.nodes or self.remaining or self.releases or self.status or self.callback)
+        return not (self.nodes or self.remaining or self.releases or self.status or self.callback
+                    or self.errors)
+
+    @property
+    def compacts(self) -> bool:
+        """True when this transition finishes the run succeeded or cancelled: the adapter then
+        keeps only the run's summary (see `summarize`) and, unless the plan keeps memory,
+        clears the run's memory, in the same atomic step. A failed run keeps its whole
+        state while it lingers, since retrying a dead node by hand resumes it."""
+        return self.finished and self.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED)
 
 
 SETTLED = frozenset({NodeStatus.SUCCEEDED, NodeStatus.DEAD, NodeStatus.SKIPPED,
@@ -180,8 +250,16 @@ def plan_complete(state: RunState, node_id: int) -> Transition:
     return _finish_node(state, node_id, nodes)
 
 
-def plan_fail(state: RunState, node_id: int) -> Transition:
-    """Node `node_id` died: mark the run failed and its dependants skipped (unless allowed)."""
+def plan_fail(state: RunState, node_id: int, error: NodeError | None = None) -> Transition:
+    """Node `node_id` died (of `error`, if known): mark the run failed and its dependants
+    skipped (unless the node may fail)."""
+    transition = _fail(state, node_id)
+    if error is None or transition.nodes.get(node_id) is not NodeStatus.DEAD:
+        return transition
+    return attrs.evolve(transition, errors={node_id: error})
+
+
+def _fail(state: RunState, node_id: int) -> Transition:
     _check_node(state, node_id)
     if state.nodes[node_id] in (NodeStatus.SUCCEEDED, NodeStatus.DEAD):
         return Transition()
@@ -230,11 +308,47 @@ def apply(state: RunState, transition: Transition, now: float) -> None:
         state.status = transition.status
     if transition.callback == "failure":
         state.failure_fired = True
+    state.errors.update(transition.errors)
     if transition.finished:
         state.finished_at = now
     elif transition.status is RunStatus.RUNNING or transition.reopened:
         state.finished_at = None
     state.updated_at = now
+
+
+def next_expiry(state: RunState, transition: Transition, expires_at: float, now: float) -> float:
+    """When the run's state expires once `transition` was applied to `state` at `now`.
+
+    The transition that finishes the run sets it to now + `finished_ttl_s` (the linger
+    replaces the run's TTL, shorter or not); touching a finished run leaves it alone; any
+    other change pushes it back to now + `ttl_s` but never brings it forward, so an
+    `extend_run_ttl` is not undone by a sibling's advance.
+    """
+    if transition.finished:
+        return now + state.plan.finished_ttl_s
+    if state.finished_at is not None:
+        return expires_at
+    return max(expires_at, now + state.plan.ttl_s)
+
+
+def summarize(state: RunState) -> RunSummary:
+    """The summary a finished run is compacted to: times, node status counts, dead nodes."""
+    if state.finished_at is None:
+        raise WorkflowError(f"run {state.plan.run_id} has not finished: it has no summary yet")
+    return RunSummary(state.plan.run_id, state.status, state.created_at, state.updated_at,
+                      state.finished_at, dict(sorted(Counter(map(str, state.nodes)).items())),
+                      failed_nodes(state))
+
+
+def failed_nodes(state: RunState) -> tuple[FailedNode, ...]:
+    """The run's dead nodes, with their job and the error each died of if known."""
+    failed = []
+    for node_id, status in enumerate(state.nodes):
+        if status is NodeStatus.DEAD:
+            error = state.errors.get(node_id, NodeError())
+            failed.append(FailedNode(node_id, state.plan.graph.nodes[node_id].job,
+                                     error.error_class, error.error_message))
+    return tuple(failed)
 
 
 def _finish_node(state: RunState, node_id: int, nodes: dict[int, NodeStatus]) -> Transition:

@@ -14,9 +14,9 @@ import attrs
 from sideline.adapters.memory import MemoryBackend
 from sideline.core import schema
 from sideline.core.clock import Clock, RandomSource
-from sideline.core.errors import ConfigurationError
+from sideline.core.errors import ConfigurationError, SerializationError
 from sideline.core.jobs import JobOptions, JobSpec, Registry, normalize_retry
-from sideline.core.payload import Payload, check_json_native
+from sideline.core.payload import MAX_PAYLOAD_BYTES, Payload, check_json_native, encode
 from sideline.core.ports import Backend
 from sideline.core.retry import RetryIn
 from sideline.environment import env_number
@@ -51,6 +51,9 @@ class App:
         clock, random: injected time and randomness (tests pass fakes).
         run_ttl_s: how long a workflow run's state lives after its last change
             (default SIDELINE_RUN_TTL_S, else 7 days).
+        finished_ttl_s: how long a finished run lingers: a succeeded or cancelled run as
+            a compact summary, a failed one whole so a dead step can still be retried by
+            hand (default SIDELINE_FINISHED_TTL_S, else 24 hours).
         max_recoveries: a job recovered from dead workers more often than this is a
             poison pill: it goes to the dead set instead of running again (default
             SIDELINE_MAX_RECOVERIES, else 3).
@@ -62,7 +65,7 @@ class App:
     def __init__(self, backend: Backend | None = None, *, testing: TestingMode | None = None,
                  clock: Clock | None = None, random: RandomSource | None = None,
                  run_ttl_s: int | None = None, max_recoveries: int | None = None,
-                 keep_memory: bool = False) -> None:
+                 keep_memory: bool = False, finished_ttl_s: int | None = None) -> None:
         if testing not in (None, "inline", "collect"):
             raise ConfigurationError(f"testing must be None, 'inline' or 'collect', got {testing!r}")
         self.backend: Backend = backend if backend is not None else MemoryBackend()
@@ -71,6 +74,8 @@ class App:
         self.random: RandomSource = random or system_random()
         self.run_ttl_s = int(run_ttl_s if run_ttl_s is not None else env_number(
             "SIDELINE_RUN_TTL_S", 7 * 24 * 3600, integer=True))
+        self.finished_ttl_s = int(finished_ttl_s if finished_ttl_s is not None else env_number(
+            "SIDELINE_FINISHED_TTL_S", 24 * 3600, integer=True))
         self.max_recoveries = int(max_recoveries if max_recoveries is not None else env_number(
             "SIDELINE_MAX_RECOVERIES", 3, integer=True))
         self.registry = Registry()
@@ -177,9 +182,16 @@ class App:
         fields.setdefault("jid", new_id())
         fields.setdefault("queue", options.queue)
         fields.setdefault("created_at", self.clock.now())
-        return Payload(name=name, args=list(args), kwargs=dict(kwargs), retry=options.retry,
-                       dead=options.dead, timeout_s=options.timeout_s, tags=list(options.tags),
-                       **fields)
+        payload = Payload(name=name, args=list(args), kwargs=dict(kwargs), retry=options.retry,
+                          dead=options.dead, timeout_s=options.timeout_s,
+                          tags=list(options.tags), **fields)
+        size = len(encode(payload).encode("utf-8"))
+        if size > MAX_PAYLOAD_BYTES:
+            raise SerializationError(
+                f"{name}: the payload would be {size} bytes, over the limit of "
+                f"{MAX_PAYLOAD_BYTES} (workers refuse larger ones); pass a reference such "
+                "as an id or a URL instead of the data")
+        return payload
 
     def enqueue(self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
                 *, at: float | None = None, queue: str | None = None) -> str | None:

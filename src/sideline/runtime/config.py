@@ -20,6 +20,7 @@ __all__ = ["ENVIRONMENT", "WorkerSettings", "env_number", "parse_queues"]
 ENVIRONMENT: dict[str, str] = {
     "app": "SIDELINE_APP",
     "concurrency": "SIDELINE_CONCURRENCY",
+    "prefetch": "SIDELINE_PREFETCH",
     "queues": "SIDELINE_QUEUES",
     "shutdown_timeout_s": "SIDELINE_TIMEOUT",
     "instance_id": "SIDELINE_INSTANCE_ID",
@@ -62,6 +63,7 @@ class WorkerSettings:
 
     app: str | None = None
     concurrency: int = 10
+    prefetch: int = 0
     queues: list[str] | dict[str, int] = attrs.field(factory=lambda: ["default"])
     shutdown_timeout_s: float = 25.0
     instance_id: str | None = None
@@ -85,12 +87,13 @@ class WorkerSettings:
                 values[name] = env[variable]
         if isinstance(values.get("queues"), str):
             values["queues"] = parse_queues(str(values["queues"]))
-        if "concurrency" in values:
-            try:
-                values["concurrency"] = int(str(values["concurrency"]))
-            except ValueError:
-                raise ConfigurationError(
-                    f"concurrency {values['concurrency']!r} is not an integer") from None
+        for name in ("concurrency", "prefetch"):
+            if name in values:
+                try:
+                    values[name] = int(str(values[name]))
+                except ValueError:
+                    raise ConfigurationError(
+                        f"{name} {values[name]!r} is not an integer") from None
         for name in ("shutdown_timeout_s", "heartbeat_interval_s", "heartbeat_ttl_s",
                      "recovery_interval_s", "poll_interval_s", "fetch_timeout_s"):
             if name in values:

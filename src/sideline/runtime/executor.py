@@ -7,14 +7,23 @@ kills the job into the dead set (and for a workflow step fails the run).
 
 from __future__ import annotations
 
+import base64
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
-from sideline.core.errors import PayloadError, PoisonPill, RunExpired, SchemaError, UnknownJob
+from sideline.core.errors import (
+    BackendError,
+    PoisonPill,
+    RunExpired,
+    SchemaError,
+    UnknownJob,
+    WorkflowError,
+)
 from sideline.core.jobs import JobSpec
 from sideline.core.payload import Payload, decode
 from sideline.core.ports import Delivery
@@ -55,16 +64,32 @@ def process(app: App, worker_id: str, delivery: Delivery, on_error: ErrorSink | 
     node twice counts once, acking twice is a no-op), so retrying after a lost reply
     cannot double anything.
 
+    Whatever cannot be processed (an undecodable payload, an unknown job, a forged
+    workflow step, an unexpected error while settling) goes to the dead set with a
+    reason; nothing is left behind in the in-progress list of a live worker.
+
     Raises:
-        SidelineError: the backend failed and `persist` gave up; the job stays in the
-            worker's in-progress list for recovery.
+        BackendError: the backend failed and `persist` gave up (the worker is stopping);
+            the job stays in the worker's in-progress list.
     """
     settle = _Settler(app, worker_id, delivery, persist)
     try:
         payload = decode(delivery.raw)
-    except PayloadError as exc:
-        settle.bury_unreadable(exc)
+    except Exception as exc:  # decode raises PayloadError; be sure anyway
+        settle.bury_undecodable(exc)
         return
+    try:
+        _process(app, worker_id, payload, settle, on_error)
+    except BackendError:
+        raise
+    except Exception as exc:  # the last line: dead-letter, never strand
+        log.exception("could not process %s jid=%s", payload.name, payload.jid)
+        settle.bury(payload, exc, reason=f"could not process: {type(exc).__name__}: {exc}",
+                    workflow=False)
+
+
+def _process(app: App, worker_id: str, payload: Payload, settle: _Settler,
+             on_error: ErrorSink | None) -> None:
     if payload.recoveries > app.max_recoveries:
         reason = f"poison pill: recovered {payload.recoveries} times"
         settle.bury(payload, PoisonPill(f"{reason} (max_recoveries={app.max_recoveries})"),
@@ -84,6 +109,9 @@ def process(app: App, worker_id: str, delivery: Delivery, on_error: ErrorSink | 
         except RunExpired as exc:
             settle.bury(payload, exc, reason=str(exc))
             return
+        except WorkflowError as exc:  # e.g. a forged step: the run has no such node
+            settle.bury(payload, exc, reason=f"workflow step rejected: {exc}", workflow=False)
+            return
     started = time.perf_counter()
     context = JobContext(app=app, payload=payload, spec=spec, worker_id=worker_id)
     produced: list[dict[str, Any]] = []
@@ -91,10 +119,13 @@ def process(app: App, worker_id: str, delivery: Delivery, on_error: ErrorSink | 
         with running(context):
             run_server_chain(app.server_middleware, context,
                              lambda: _perform(app, spec, payload, produced))
-    except (Exception, SystemExit) as exc:  # a job's failure is data: retry or bury it
+    except BaseException as exc:  # a job's failure is data: retry or bury it
         if on_error is not None:
             on_error(payload, exc)
         settle.failed(payload, exc)
+        if isinstance(exc, KeyboardInterrupt) and (
+                threading.current_thread() is threading.main_thread()):
+            raise  # settled as a failure; a Ctrl-C in drain() still stops the caller
         return
     elapsed_ms = (time.perf_counter() - started) * 1000
     if run_id is not None and node_id is not None:
@@ -108,6 +139,9 @@ def process(app: App, worker_id: str, delivery: Delivery, on_error: ErrorSink | 
             settle.ended(run_id, settle.complete(run_id, node_id))
         except RunExpired as exc:
             settle.bury(payload, exc, reason=str(exc))
+            return
+        except WorkflowError as exc:
+            settle.bury(payload, exc, reason=f"workflow step rejected: {exc}", workflow=False)
             return
     else:
         settle.ack()
@@ -183,8 +217,9 @@ class _Settler:
         self.bury(failed, exc, reason=reason, exhausted=True)
 
     def bury(self, payload: Payload, exc: BaseException, *, reason: str,
-             exhausted: bool = False) -> None:
-        """Move a job to the dead set (and fail its workflow node), after the death hooks."""
+             exhausted: bool = False, workflow: bool = True) -> None:
+        """Move a job to the dead set (and fail its workflow node unless `workflow` is
+        False), after the death hooks."""
         now = self.app.clock.now()
         dead = attrs.evolve(payload, dead_reason=reason, failed_at=payload.failed_at or now,
                             error_class=payload.error_class or type(exc).__name__,
@@ -193,19 +228,30 @@ class _Settler:
                   payload.run_id or "-", reason)
         if exhausted:
             _call_hooks(self.app, dead, exc)
-        if dead.run_id is not None and dead.node_id is not None and not isinstance(
+        if workflow and dead.run_id is not None and dead.node_id is not None and not isinstance(
                 exc, RunExpired):
             run_id = dead.run_id
-            self.ended(run_id, self.persist(
-                lambda: self.backend.fail_node(self.worker_id, self.delivery, dead, now)))
+            try:
+                transition = self.persist(
+                    lambda: self.backend.fail_node(self.worker_id, self.delivery, dead, now))
+            except WorkflowError:  # the run has no such node: keep the job, touch no run
+                self.persist(lambda: self.backend.kill(self.worker_id, self.delivery, dead, now))
+                return
+            self.ended(run_id, transition)
         else:
             self.persist(lambda: self.backend.kill(self.worker_id, self.delivery, dead, now))
 
-    def bury_unreadable(self, exc: PayloadError) -> None:
-        """Keep a malformed job's text in the dead set, under a placeholder payload."""
-        placeholder = Payload(name="<unreadable>", jid=new_id(), queue=self.delivery.queue,
-                              args=[self.delivery.raw], created_at=self.app.clock.now())
-        self.bury(placeholder, exc, reason=f"unreadable payload: {exc}")
+    def bury_undecodable(self, exc: Exception) -> None:
+        """Keep an undecodable job in the dead set under a placeholder payload: its text in
+        `args[0]` and, when the bytes are not UTF-8, the exact bytes in base64 in
+        `kwargs["raw_base64"]`, so nothing is lost."""
+        data = self.delivery.raw.encode("utf-8", "surrogateescape")
+        text = data.decode("utf-8", "backslashreplace")
+        extra = {} if text == self.delivery.raw else {
+            "raw_base64": base64.b64encode(data).decode("ascii")}
+        placeholder = Payload(name="<undecodable>", jid=new_id(), queue=self.delivery.queue,
+                              args=[text], kwargs=extra, created_at=self.app.clock.now())
+        self.bury(placeholder, exc, reason=f"undecodable payload: {exc}", workflow=False)
 
 
 def _call_hooks(app: App, payload: Payload, exc: BaseException) -> None:

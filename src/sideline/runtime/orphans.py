@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import cattrs
 
-from sideline.core.errors import PayloadError
+from sideline.core.errors import BackendError, PayloadError
 from sideline.core.payload import Payload, decode
 from sideline.core.ports import Delivery
 
@@ -79,18 +79,31 @@ def find_orphans(app: App, worker_ids: Sequence[str] | None = None) -> list[Orph
                 payload, error = decode(delivery.raw), None
             except PayloadError as exc:
                 payload, error = None, str(exc)
+            except Exception as exc:  # no entry may stop the recovery pass
+                payload, error = None, f"{type(exc).__name__}: {exc}"
             found.append(Orphan(worker.worker_id, worker.info.get("instance", worker.worker_id),
                                 worker.expires_at, delivery, payload, error))
     return found
 
 
 def recover_orphans(app: App, orphans: Sequence[Orphan]) -> int:
-    """Move orphans back to the heads of their queues (each move atomic); log each one."""
+    """Move orphans back to the heads of their queues (each move atomic); log each one.
+
+    Orphans are moved in reverse, each to its queue's head, so they keep their relative
+    order (`held` lists started jobs ahead of prefetched ones, oldest first).
+    """
     backend = app.backend
     now = app.clock.now()
     records: list[str] = []
-    for orphan in orphans:
-        if not backend.recover_job(orphan.worker_id, orphan.delivery):
+    for orphan in reversed(orphans):
+        try:
+            moved = backend.recover_job(orphan.worker_id, orphan.delivery)
+        except BackendError:
+            raise  # the pass stops; the next one goes on where this one stopped
+        except Exception:  # one entry must not stop the pass
+            log.exception("could not recover a job of dead worker %s", orphan.worker_id)
+            continue
+        if not moved:
             continue  # another worker's pass moved it first
         payload = orphan.payload
         record = Recovery(
@@ -98,11 +111,12 @@ def recover_orphans(app: App, orphans: Sequence[Orphan]) -> int:
             queue=orphan.delivery.queue, args=payload.args if payload else [orphan.delivery.raw],
             worker_id=orphan.worker_id, instance=orphan.instance,
             orphaned_at=orphan.orphaned_at, recovered_at=now,
-            recoveries=(payload.recoveries + 1) if payload else 1, error=orphan.error)
+            recoveries=(payload.recoveries + (not orphan.delivery.prefetched)) if payload else 1,
+            error=orphan.error)
         records.append(json.dumps(_converter.unstructure(record), separators=(",", ":")))
         log.warning("recovered %s jid=%s from dead worker %s (recovery %d)",
                     record.name, record.jid, orphan.worker_id, record.recoveries)
-    backend.log_recoveries(records, RECOVERY_LOG_SIZE)
+    backend.log_recoveries(records[::-1], RECOVERY_LOG_SIZE)
     forget_emptied(app, {o.worker_id for o in orphans})
     return len(records)
 

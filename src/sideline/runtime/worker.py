@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
@@ -50,10 +50,18 @@ class Worker:
         poll_interval_s: the longest the scheduled-set poller sleeps between passes.
         shutdown_timeout_s: on stop, how long to wait for running jobs before pushing
             them back to their queues.
+        prefetch: how many jobs the worker may fetch ahead of its threads (default 0); it
+            holds at most `concurrency + prefetch` jobs. A prefetched job is started with
+            one more backend call, goes back to its queue on stop, and does not count
+            toward the poison-pill limit if recovered after a crash.
         heartbeat_interval_s, heartbeat_ttl_s: how often this worker says it is alive, and
             how long after its last heartbeat it counts as dead.
         recovery_interval_s: how often this worker looks for dead workers and moves
             their in-progress jobs back to their queues.
+        reconcile_interval_s: how often this worker checks its own in-progress lists for
+            jobs that no thread runs (a fetch whose reply was lost) and pushes them back;
+            a job is pushed back only when two checks this far apart both found it
+            unaccounted for. Keep it above the Redis timeout.
     """
 
     def __init__(self, app: App, *, concurrency: int = 10,
@@ -62,9 +70,12 @@ class Worker:
                  fetch_timeout_s: float = 1.0,
                  poll_interval_s: float = 0.1, shutdown_timeout_s: float = 25.0,
                  heartbeat_interval_s: float = 5.0, heartbeat_ttl_s: float = 15.0,
-                 recovery_interval_s: float = 5.0) -> None:
+                 recovery_interval_s: float = 5.0, prefetch: int = 0,
+                 reconcile_interval_s: float = 15.0) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
+        if prefetch < 0:
+            raise ConfigurationError(f"prefetch must be >= 0, got {prefetch}")
         self.app = app
         self.concurrency = concurrency
         self.weights: dict[str, int] = (
@@ -87,9 +98,15 @@ class Worker:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self.recovery_interval_s = recovery_interval_s
+        self.prefetch = prefetch
+        self.reconcile_interval_s = reconcile_interval_s
         self._busy: dict[int, Delivery] = {}
         self._prefetched: deque[Delivery] = deque()
+        self._waiting = 0  # threads inside a blocking fetch
         self._busy_lock = threading.Lock()
+        self._suspects: Counter[Delivery] = Counter()
+        self._suspects_at = 0.0
+        self._next_reconcile = float("inf")
         self.processed = 0
         self.recovered = 0
         self.started_at = 0.0
@@ -109,6 +126,7 @@ class Worker:
         self._threads.append(threading.Thread(target=self._poll, name="sideline-poller",
                                               daemon=True))
         self.started_at = self.app.clock.now()
+        self._next_reconcile = self.started_at + self.reconcile_interval_s
         self._take_over_previous_incarnations()
         self._heartbeat()
         for thread in self._threads:
@@ -145,14 +163,19 @@ class Worker:
             self._busy.clear()
             unstarted = list(self._prefetched)
             self._prefetched.clear()
-        for delivery in unfinished:
-            log.warning("pushing back unfinished job from %s: %.120s", delivery.queue,
-                        delivery.raw)
-            self.app.backend.requeue(self.worker_id, delivery)
-        for delivery in reversed(unstarted):
-            self.app.backend.requeue(self.worker_id, delivery)
-        if not self.app.backend.in_progress(self.worker_id):
-            self.app.backend.forget_worker(self.worker_id)
+        backend = self.app.backend
+        try:
+            for delivery in unfinished:
+                log.warning("pushing back unfinished job from %s: %.120s", delivery.queue,
+                            delivery.raw)
+                backend.requeue(self.worker_id, delivery)
+            for delivery in reversed(unstarted):  # each to the head: the oldest ends first
+                backend.requeue(self.worker_id, delivery)
+            if not backend.in_progress(self.worker_id):
+                backend.forget_worker(self.worker_id)
+        except SidelineError:
+            log.exception("could not push back held jobs on stop; they are recovered once "
+                          "this worker's heartbeat expires")
         self._threads = []
         log.info("worker %s stopped", self.worker_id)
 
@@ -168,6 +191,15 @@ class Worker:
         """How many jobs are running now."""
         with self._busy_lock:
             return len(self._busy)
+
+    def threads_alive(self) -> int:
+        """How many of this worker's threads (job threads and the poller) are running."""
+        return sum(thread.is_alive() for thread in self._threads)
+
+    def holding(self) -> int:
+        """How many jobs this worker holds: running plus prefetched."""
+        with self._busy_lock:
+            return len(self._busy) + len(self._prefetched)
 
     # -- loops -----------------------------------------------------------------------------
 
@@ -185,46 +217,73 @@ class Worker:
 
     def _work(self) -> None:
         ident = threading.get_ident()
-        backend = self.app.backend
         while not self._quiet.is_set():
             try:
-                delivery = self._next_delivery()
-            except SidelineError:
-                log.exception("fetch failed; retrying in 1 s")
+                self._work_once(ident)
+            except BaseException:  # nothing raised here may end the thread
+                log.exception("worker thread failed unexpectedly; going on in 1 s")
                 self._stop.wait(1.0)
-                continue
-            if delivery is None:
-                continue
-            if self._quiet.is_set():  # fetched while stopping: hand it straight back
-                backend.requeue(self.worker_id, delivery)
-                break
+
+    def _work_once(self, ident: int) -> None:
+        """Fetch one job and process it."""
+        backend = self.app.backend
+        try:
+            delivery = self._next_delivery()
+        except Exception as exc:  # a fetch error: whatever Redis moved may be unaccounted for
             with self._busy_lock:
-                self._busy[ident] = delivery
-            try:
-                process(self.app, self.worker_id, delivery, persist=self._persist)
-            except SidelineError:
-                # The backend failed while settling: the job stays in this worker's
-                # in-progress list, where recovery finds it. Nothing is lost.
-                log.exception("could not settle job from %s; left for recovery", delivery.queue)
-            finally:
-                with self._busy_lock:
-                    self._busy.pop(ident, None)
-                    self.processed += 1
+                self._busy.pop(ident, None)
+            log.warning("fetch failed (%s: %s); retrying in 1 s", type(exc).__name__, exc)
+            self._reconcile_soon()
+            self._stop.wait(1.0)
+            return
+        if delivery is None or self._quiet.is_set():
+            with self._busy_lock:
+                self._busy.pop(ident, None)
+            if delivery is not None:  # fetched while stopping: hand it straight back
+                backend.requeue(self.worker_id, delivery)
+            return
+        with self._busy_lock:
+            self._busy[ident] = delivery
+        try:
+            process(self.app, self.worker_id, delivery, persist=self._persist)
+        except SidelineError:
+            # The backend failed while settling and the worker is stopping: stop() pushes
+            # the job back; if that fails too, recovery moves it once this worker is gone.
+            log.exception("could not settle job from %s while stopping", delivery.queue)
+            return  # stays in _busy, so stop() pushes it back
+        with self._busy_lock:
+            self._busy.pop(ident, None)
+            self.processed += 1
 
     def _next_delivery(self) -> Delivery | None:
-        """A prefetched job, else a batch sized to the idle threads, else a blocking fetch."""
+        """A prefetched job (claimed), else one fetched now, else a blocking fetch.
+
+        A thread fetches for itself only: jobs released together spread over the idle
+        threads, each blocked in its own fetch. Prefetching happens only while no thread
+        is idle, and tops the buffer up to `prefetch`.
+        """
+        backend = self.app.backend
         with self._busy_lock:
-            if self._prefetched:
-                return self._prefetched.popleft()
-            idle = self.concurrency - len(self._busy)
+            buffered = self._prefetched.popleft() if self._prefetched else None
+            room = 0 if self._waiting else self.prefetch - len(self._prefetched)
+            if buffered is not None:
+                self._busy[threading.get_ident()] = buffered  # accounted for while claimed
+        if buffered is not None:
+            return backend.claim(self.worker_id, buffered)
         order = self.queue_order()
-        batch = self.app.backend.fetch_many(self.worker_id, order, max(1, idle))
-        if batch:
-            if len(batch) > 1:
+        found = backend.fetch_many(self.worker_id, order, 1, max(0, room))
+        if found:
+            if len(found) > 1:
                 with self._busy_lock:
-                    self._prefetched.extend(batch[1:])
-            return batch[0]
-        return self.app.backend.fetch(self.worker_id, order, self.fetch_timeout_s)
+                    self._prefetched.extend(found[1:])
+            return found[0]
+        with self._busy_lock:
+            self._waiting += 1
+        try:
+            return backend.fetch(self.worker_id, order, self.fetch_timeout_s)
+        finally:
+            with self._busy_lock:
+                self._waiting -= 1
 
     def _persist(self, call: Callable[[], T]) -> T:
         """Run a settling call, retrying with backoff while the backend is unreachable.
@@ -245,27 +304,74 @@ class Worker:
                 delay_s = min(delay_s * 2, 5.0)
 
     def _poll(self) -> None:
-        """Housekeeping: move due scheduled jobs, heartbeat, recover dead workers' jobs."""
+        """Housekeeping: move due scheduled jobs, heartbeat, recover dead workers' jobs,
+        reconcile this worker's own in-progress lists. A failing step never ends the loop."""
         backend = self.app.backend
         next_beat = next_recovery = 0.0
         while not self._stop.is_set():
             now = self.app.clock.now()
-            try:
-                backend.move_due(now)
-                due = backend.next_due()
-                if now >= next_beat:
-                    self._heartbeat()
+            due: object = None
+            if self._safely("moving due jobs", lambda: backend.move_due(now)) is not _FAILED:  # noqa: B023
+                due = self._safely("reading the next due time", backend.next_due)
+            else:
+                next_beat = 0.0  # beat first once the backend answers again
+            beat_ok = True
+            if now >= next_beat:
+                beat_ok = self._safely("heartbeat", self._heartbeat) is not _FAILED
+                if beat_ok:
                     next_beat = now + self.heartbeat_interval_s
-                if now >= next_recovery:
-                    self.recover_dead_workers()
-                    next_recovery = min(now + self.recovery_interval_s,
-                                        self._next_expiry + 0.05)
-            except SidelineError:
-                log.exception("housekeeping failed; retrying")
-                due = None
-            wait_s = self.poll_interval_s if due is None else min(
+            if beat_ok and now >= next_recovery:  # judge others only after beating ourselves
+                self._safely("recovery", self.recover_dead_workers)
+                next_recovery = min(now + self.recovery_interval_s, self._next_expiry + 0.05)
+            if now >= self._next_reconcile:
+                self._safely("reconciling held jobs", self.reconcile)
+                self._next_reconcile = now + self.reconcile_interval_s
+            wait_s = self.poll_interval_s if not isinstance(due, float) else min(
                 self.poll_interval_s, max(0.0, due - self.app.clock.now()))
             self._stop.wait(wait_s)
+
+    def _safely(self, what: str, step: Callable[[], T]) -> T | object:
+        """Run one housekeeping step; log and return _FAILED on any error."""
+        try:
+            return step()
+        except SidelineError as exc:
+            log.warning("%s failed: %s", what, exc)
+        except Exception:
+            log.exception("%s failed unexpectedly", what)
+        return _FAILED
+
+    def _reconcile_soon(self) -> None:
+        """After a fetch error: check the in-progress lists now (and confirm a check later)."""
+        self._next_reconcile = min(self._next_reconcile, self.app.clock.now())
+
+    def reconcile(self) -> int:
+        """Push back held jobs that no thread of this worker runs or will start.
+
+        A fetch whose reply was lost (Redis stalled, the connection reset) moved jobs into
+        this worker's lists that no thread knows about. A held job unaccounted for in two
+        checks at least `reconcile_interval_s` apart is pushed back to the head of its
+        queue (as it was never started here, its recovery count is unchanged). Returns
+        the number pushed back.
+        """
+        backend = self.app.backend
+        now = self.app.clock.now()
+        held = Counter(backend.held(self.worker_id))
+        with self._busy_lock:
+            known = Counter(self._busy.values())
+            known.update(self._prefetched)
+        suspects = held - known
+        if self._suspects and now - self._suspects_at < self.reconcile_interval_s:
+            return 0  # too soon to confirm the earlier suspects
+        confirmed = suspects & self._suspects
+        self._suspects, self._suspects_at = suspects - confirmed, now
+        pushed = 0
+        for delivery in reversed(list(confirmed.elements())):
+            log.warning("pushing back a job no thread holds (a lost fetch reply) to %s: %.120s",
+                        delivery.queue, delivery.raw)
+            pushed += bool(backend.requeue(self.worker_id, delivery))
+        if self._suspects:
+            self._next_reconcile = min(self._next_reconcile, now + self.reconcile_interval_s)
+        return pushed
 
     def _take_over_previous_incarnations(self) -> None:
         """Recover at once what earlier incarnations of this instance held: a process that
@@ -315,6 +421,10 @@ class Worker:
             backend.release_lock("recovery", token)
         self.recovered += moved
         return moved
+
+
+_FAILED = object()
+"""What `_safely` returns for a step that raised."""
 
 
 def _weighted_pick(weights: Mapping[str, int], draw: float) -> str:

@@ -12,7 +12,16 @@ import attrs
 from sideline.core.errors import RunExpired, WorkflowError
 from sideline.core.jobs import Signature
 from sideline.core.payload import Payload, check_json_native, encode
-from sideline.core.run import NodeStatus, RunPlan, RunState, RunStatus, start
+from sideline.core.run import (
+    FailedNode,
+    NodeStatus,
+    RunPlan,
+    RunState,
+    RunStatus,
+    RunSummary,
+    failed_nodes,
+    start,
+)
 from sideline.core.workflow import Chain, Graph, Group, Step, WithDelay, compile
 from sideline.runtime._env import new_id
 from sideline.runtime.middleware import run_client_chain
@@ -32,7 +41,9 @@ class Workflow:
         on_success: a job signature pushed once when every node succeeded; called with
             the run id first, then its own arguments.
         on_failure: likewise, pushed once when the first node dies.
-        ttl_s: how long the run's state lives after its last change (default: the app's).
+        ttl_s: how long the run's state lives after its last change, while it can still
+            progress (default: the app's run_ttl_s). Once finished, the run lingers for
+            the app's finished_ttl_s instead.
         memory: JSON-native values seeded into the run's memory before its first step
             runs (typed steps are hydrated from it; see docs/typed.md).
     """
@@ -72,13 +83,13 @@ class Workflow:
                             for node, payload in zip(self.graph.nodes, built, strict=True)))
         payloads = tuple(encode(payload) for payload in built)
         plan = RunPlan(run_id, graph, payloads, self._callback(run_id, "success", now),
-                       self._callback(run_id, "failure", now), self.ttl_s)
+                       self._callback(run_id, "failure", now), self.ttl_s,
+                       app.finished_ttl_s, app.keep_memory)
         state, transition = start(plan, now)
         if self.memory:  # before the run exists, so its first step finds the values
             app.backend.write(run_id, self.memory, max(self.ttl_s, app.run_ttl_s), now)
+        # An empty run is over at once: create_run compacts it and clears that memory.
         app.backend.create_run(state, transition, now)
-        if self.memory and transition.status is RunStatus.SUCCEEDED and not app.keep_memory:
-            app.backend.clear(run_id)  # an empty run is over at once
         app.after_push()
         return run_id
 
@@ -143,7 +154,12 @@ class NodeInfo:
 
 @attrs.frozen
 class RunInfo:
-    """A snapshot of a run: its status and every node's status."""
+    """A snapshot of a run: its status and every node's status.
+
+    A run that finished succeeded or cancelled is compacted to a summary (see
+    docs/workflows.md): then `compacted` is True and `nodes` is empty, while `counts()`
+    and `failed` still answer.
+    """
 
     run_id: str
     status: RunStatus
@@ -151,6 +167,11 @@ class RunInfo:
     updated_at: float
     finished_at: float | None
     nodes: tuple[NodeInfo, ...]
+    failed: tuple[FailedNode, ...] = ()
+    """The dead nodes: job, and the error it died of if known."""
+    compacted: bool = False
+    node_counts: dict[str, int] = attrs.field(factory=dict)
+    """How many nodes ended in each status, for a compacted run (else see counts())."""
 
     @property
     def finished(self) -> bool:
@@ -159,21 +180,27 @@ class RunInfo:
 
     def counts(self) -> dict[str, int]:
         """How many nodes are in each status."""
+        if self.compacted:
+            return dict(self.node_counts)
         return dict(Counter(str(node.status) for node in self.nodes))
 
 
-def _info(state: RunState) -> RunInfo:
+def _info(state: RunState | RunSummary) -> RunInfo:
+    if isinstance(state, RunSummary):
+        return RunInfo(state.run_id, state.status, state.created_at, state.updated_at,
+                       state.finished_at, (), state.failed, True, dict(state.counts))
     nodes = tuple(
         NodeInfo(node.id, node.job, state.nodes[node.id], node.queue, node.successors,
                  node.args)
         for node in state.plan.graph.nodes
     )
     return RunInfo(state.plan.run_id, state.status, state.created_at, state.updated_at,
-                   state.finished_at, nodes)
+                   state.finished_at, nodes, failed_nodes(state))
 
 
 def status(app: App, run_id: str) -> RunInfo:
-    """The run's status and every node's status.
+    """The run's status and every node's status (only node counts and dead nodes once
+    the run finished succeeded or cancelled and was compacted).
 
     Raises:
         RunExpired: the run's state is missing (expired or never existed).
@@ -187,13 +214,11 @@ def status(app: App, run_id: str) -> RunInfo:
 def cancel(app: App, run_id: str) -> bool:
     """Cancel a run: queued and waiting nodes never start; False if it already ended.
 
-    The run's memory is cleared (unless the app keeps it); a step still running when
-    the run is cancelled may write its output afterwards, which then expires by TTL.
+    The run is compacted to its summary and its memory cleared (unless the app keeps
+    it) in the same atomic step; a step still running when the run is cancelled may
+    write its output afterwards, which then expires by TTL.
     """
-    cancelled = app.backend.cancel_run(run_id, app.clock.now())
-    if cancelled and not app.keep_memory:
-        app.backend.clear(run_id)
-    return cancelled
+    return app.backend.cancel_run(run_id, app.clock.now())
 
 
 def wait(app: App, run_id: str, timeout_s: float = 30.0, poll_s: float = 0.01) -> RunInfo:

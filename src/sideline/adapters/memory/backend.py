@@ -19,18 +19,22 @@ from sideline.adapters.memory._memory import RunMemory
 from sideline.adapters.memory.faults import FaultPlan
 from sideline.core.dispatch import outgoing
 from sideline.core.errors import RunExpired, WorkflowError
-from sideline.core.payload import Payload, bump_recoveries, decode, encode
+from sideline.core.payload import Payload, bump_recoveries, decode, decode_stored, encode
 from sideline.core.ports import Delivery, SortedEntry, WorkerInfo
 from sideline.core.run import (
     Begin,
+    NodeError,
     RunState,
+    RunSummary,
     Transition,
     apply,
+    next_expiry,
     plan_begin,
     plan_cancel,
     plan_complete,
     plan_fail,
     plan_revive,
+    summarize,
 )
 from sideline.environment import env_number
 
@@ -67,9 +71,11 @@ class MemoryBackend(RunMemory):
         self._in_progress: dict[str, list[Delivery]] = {}
         self._sets: dict[str, dict[str, tuple[float, str]]] = {kind: {} for kind in _SETS}
         self._runs: dict[str, _Run] = {}
+        self._summaries: dict[str, tuple[RunSummary, float]] = {}  # compacted runs, expiry
         self._workers: dict[str, tuple[float, dict[str, str]]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._wakeups = 0
+        self._last_beat: float | None = None
         self._recovery_log: list[str] = []
         self._memory: dict[str, tuple[float, dict[str, str]]] = {}
 
@@ -113,7 +119,11 @@ class MemoryBackend(RunMemory):
         while len(dead) > self.max_dead:
             del dead[min(dead, key=lambda j: dead[j][0])]
 
-    def _live_run(self, run_id: str, now: float) -> _Run:
+    def _live_run(self, run_id: str, now: float) -> _Run | RunSummary:
+        """The run's live state, or its summary once it finished and was compacted."""
+        summary = self._summary(run_id, now)
+        if summary is not None:
+            return summary
         run = self._runs.get(run_id)
         if run is None or run.expires_at <= now:
             self._runs.pop(run_id, None)
@@ -122,11 +132,25 @@ class MemoryBackend(RunMemory):
                 "(its jobs are not treated as succeeded)")
         return run
 
+    def _summary(self, run_id: str, now: float) -> RunSummary | None:
+        found = self._summaries.get(run_id)
+        if found is not None and found[1] <= now:
+            del self._summaries[run_id]
+            return None
+        return None if found is None else found[0]
+
     def _commit(self, run: _Run, transition: Transition, now: float) -> None:
-        apply(run.state, transition, now)
-        run.expires_at = now + run.state.plan.ttl_s
-        for job in outgoing(run.state.plan, transition, now):
+        state = run.state
+        apply(state, transition, now)
+        run.expires_at = next_expiry(state, transition, run.expires_at, now)
+        for job in outgoing(state.plan, transition, now):
             self._push_payload(job.payload, job.at)
+        if transition.compacts:  # finished succeeded or cancelled: keep only the summary
+            run_id = state.plan.run_id
+            del self._runs[run_id]
+            self._summaries[run_id] = (summarize(state), run.expires_at)
+            if not state.plan.keep_memory:
+                self._memory.pop(run_id, None)
 
     # -- QueuePort -------------------------------------------------------------------------
 
@@ -136,8 +160,14 @@ class MemoryBackend(RunMemory):
             for payload in payloads:
                 self._push_raw(payload.queue, encode(payload))
 
-    def push_raw(self, queue: str, raw: str) -> None:
-        """Append arbitrary text to a queue (tests of malformed payloads use this)."""
+    def push_raw(self, queue: str, raw: str | bytes) -> None:
+        """Append arbitrary text or bytes to a queue (tests of malformed payloads use this).
+
+        Bytes are kept as Redis's client reads them back: decoded as UTF-8 with
+        surrogateescape, so any byte string round-trips exactly.
+        """
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "surrogateescape")
         with self._lock:
             self._push_raw(queue, raw)
 
@@ -152,7 +182,9 @@ class MemoryBackend(RunMemory):
                     lambda: self._wakeups != generation or any(self._queues.get(q) for q in queues),
                     timeout_s)
                 found = self._take(worker_id, queues)
-            return found
+        if found is not None:
+            self.faults.check("fetch", "after")  # the reply is lost: the job stays held
+        return found
 
     def wake(self, queues: Sequence[str]) -> None:
         """Wake every blocked fetch."""
@@ -160,8 +192,10 @@ class MemoryBackend(RunMemory):
             self._wakeups += 1
             self._ready.notify_all()
 
-    def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int) -> list[Delivery]:
-        """Move up to `limit` jobs into the in-progress list without waiting."""
+    def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int,
+                   prefetch: int = 0) -> list[Delivery]:
+        """Move up to `limit` jobs into the in-progress list (then up to `prefetch` more into
+        the prefetch list) without waiting."""
         self.faults.check("fetch", "before")
         with self._lock:
             found: list[Delivery] = []
@@ -170,13 +204,34 @@ class MemoryBackend(RunMemory):
                 if delivery is None:
                     break
                 found.append(delivery)
-            return found
+            while len(found) >= limit and len(found) < limit + prefetch:
+                delivery = self._take(worker_id, queues, prefetched=True)
+                if delivery is None:
+                    break
+                found.append(delivery)
+        if found:
+            self.faults.check("fetch", "after")  # the reply is lost: the jobs stay held
+        return found
 
-    def _take(self, worker_id: str, queues: Sequence[str]) -> Delivery | None:
+    def claim(self, worker_id: str, delivery: Delivery) -> Delivery | None:
+        """Start a prefetched job: it moves to the in-progress list."""
+        if not delivery.prefetched:
+            return delivery
+        with self._op("claim"):
+            held = self._in_progress.get(worker_id, [])
+            if delivery not in held:
+                return None
+            held.remove(delivery)
+            started = Delivery(delivery.raw, delivery.queue)
+            held.append(started)
+            return started
+
+    def _take(self, worker_id: str, queues: Sequence[str],
+              prefetched: bool = False) -> Delivery | None:
         for queue in queues:
             pending = self._queues.get(queue)
             if pending:
-                delivery = Delivery(pending.popleft(), queue)
+                delivery = Delivery(pending.popleft(), queue, prefetched)
                 self._in_progress.setdefault(worker_id, []).append(delivery)
                 return delivery
         return None
@@ -186,11 +241,15 @@ class MemoryBackend(RunMemory):
         with self._op("ack"):
             self._remove_in_progress(worker_id, delivery)
 
-    def requeue(self, worker_id: str, delivery: Delivery) -> None:
-        """Put an unfinished job back at the head of its queue."""
+    def requeue(self, worker_id: str, delivery: Delivery) -> bool:
+        """Put an unfinished job back at the head of its queue; False if it is not held."""
         with self._op("requeue"):
-            self._remove_in_progress(worker_id, delivery)
+            held = self._in_progress.get(worker_id)
+            if held is None or delivery not in held:
+                return False
+            held.remove(delivery)
             self._push_raw(delivery.queue, delivery.raw, front=True)
+            return True
 
     def in_progress(self, worker_id: str) -> list[str]:
         """The raw jobs in a worker's in-progress list."""
@@ -252,8 +311,9 @@ class MemoryBackend(RunMemory):
     def entries(self, kind: str, limit: int = 100) -> list[SortedEntry]:
         """Jobs of a set, earliest first."""
         with self._lock:
-            items = sorted(self._sets[_check_kind(kind)].values(), key=lambda item: item[0])
-            return [SortedEntry(at, decode(raw)) for at, raw in items[:limit]]
+            items = sorted(self._sets[_check_kind(kind)].items(), key=lambda item: item[1][0])
+            return [SortedEntry(at, decode_stored(raw, jid, "default"))
+                    for jid, (at, raw) in items[:limit]]
 
     def retry_dead(self, jid: str, now: float) -> bool:
         """Move a dead job back to its queue, reviving its workflow node."""
@@ -282,27 +342,31 @@ class MemoryBackend(RunMemory):
         """Store a new run and push its entry nodes."""
         with self._op("create_run"):
             run_id = state.plan.run_id
-            if run_id in self._runs:
+            if run_id in self._runs or run_id in self._summaries:
                 raise WorkflowError(f"run {run_id!r} already exists")
             run = _Run(state.copy(), now + state.plan.ttl_s)
             self._runs[run_id] = run
             self._commit(run, transition, now)
 
     def begin_node(self, run_id: str, node_id: int, now: float) -> Begin:
-        """Mark a node running, or say to skip it."""
+        """Mark a node running, or say to skip it (always, once the run is compacted)."""
         with self._op("begin_node"):
             run = self._live_run(run_id, now)
+            if isinstance(run, RunSummary):
+                return Begin.SKIP
             decision, transition = plan_begin(run.state, node_id)
             self._commit(run, transition, now)
             return decision
 
     def complete_node(self, worker_id: str, delivery: Delivery, run_id: str, node_id: int,
                       now: float) -> Transition:
-        """Ack, count the node once, push what became ready."""
+        """Ack, count the node once, push what became ready (only ack once compacted)."""
         with self._op("complete_node"):
             run = self._live_run(run_id, now)
-            transition = plan_complete(run.state, node_id)
             self._remove_in_progress(worker_id, delivery)
+            if isinstance(run, RunSummary):
+                return Transition()
+            transition = plan_complete(run.state, node_id)
             self._commit(run, transition, now)
             return transition
 
@@ -314,36 +378,46 @@ class MemoryBackend(RunMemory):
             self._add_dead(payload, now)
             run = self._runs.get(payload.run_id or "")
             if run is None or run.expires_at <= now or payload.node_id is None:
-                return Transition()
-            transition = plan_fail(run.state, payload.node_id)
+                return Transition()  # gone, or compacted: a late death changes nothing
+            error = NodeError(payload.error_class, payload.error_message)
+            transition = plan_fail(run.state, payload.node_id, error)
             self._commit(run, transition, now)
             return transition
 
     def cancel_run(self, run_id: str, now: float) -> bool:
-        """Cancel a run."""
+        """Cancel a run, removing its nodes' (not its callbacks') scheduled and retry jobs."""
         with self._op("cancel_run"):
             run = self._live_run(run_id, now)
+            if isinstance(run, RunSummary):
+                return False
+            count = len(run.state.nodes)
             transition = plan_cancel(run.state)
             self._commit(run, transition, now)
             if transition.noop:
                 return False
             for kind in ("scheduled", "retry"):
-                for jid, (_at, raw) in list(self._sets[kind].items()):
-                    if decode(raw).run_id == run_id:
-                        del self._sets[kind][jid]
+                for node_id in range(count):
+                    self._sets[kind].pop(f"{run_id}.{node_id}", None)
             return True
 
-    def get_run(self, run_id: str, now: float) -> RunState | None:
-        """A copy of the run's state, or None if missing."""
+    def get_run(self, run_id: str, now: float) -> RunState | RunSummary | None:
+        """A copy of the run's state, its summary once compacted, or None if missing."""
         with self._lock:
+            found = self._summaries.get(run_id)
+            if found is not None:
+                return found[0] if found[1] > now else None
             run = self._runs.get(run_id)
             if run is None or run.expires_at <= now:
                 return None
             return run.state.copy()
 
     def extend_run_ttl(self, run_id: str, ttl_s: int, now: float) -> bool:
-        """Push back a run's expiry."""
+        """Push back a run's expiry (a compacted run's summary too)."""
         with self._lock:
+            found = self._summaries.get(run_id)
+            if found is not None and found[1] > now:
+                self._summaries[run_id] = (found[0], max(found[1], now + ttl_s))
+                return True
             run = self._runs.get(run_id)
             if run is None or run.expires_at <= now:
                 return False
@@ -351,35 +425,41 @@ class MemoryBackend(RunMemory):
             return True
 
     def run_ids(self) -> list[str]:
-        """Every stored run id (expired ones included until touched)."""
+        """Every stored run id, compacted ones too (expired ones included until touched)."""
         with self._lock:
-            return sorted(self._runs)
+            return sorted({*self._runs, *self._summaries})
 
     def recover(self, worker_id: str) -> int:
-        """Move every job a (dead) worker holds back to its queue head; return how many.
+        """Move every job a (dead) worker holds back to its queue head, keeping their order
+        (started ones ahead of prefetched ones); return how many.
 
-        Each recovered job's `recoveries` counter goes up by one; text that is not a
-        payload is moved back unchanged (the worker sends it to the dead set).
+        Each recovered started job's `recoveries` counter goes up by one; text that is not
+        a payload is moved back unchanged (the worker sends it to the dead set).
         """
         with self._op("recover"):
-            held = self._in_progress.pop(worker_id, [])
+            held = self._ordered_held(worker_id)
+            self._in_progress.pop(worker_id, None)
             for delivery in reversed(held):
-                self._push_raw(delivery.queue, bump_recoveries(delivery.raw), front=True)
+                self._push_raw(delivery.queue, _recovered_text(delivery), front=True)
             return len(held)
 
+    def _ordered_held(self, worker_id: str) -> list[Delivery]:
+        return sorted(self._in_progress.get(worker_id, []),
+                      key=lambda delivery: (delivery.queue, delivery.prefetched))
+
     def held(self, worker_id: str) -> list[Delivery]:
-        """The jobs in a worker's in-progress list."""
+        """The jobs a worker holds: per queue, the started ones, then the prefetched ones."""
         with self._lock:
-            return list(self._in_progress.get(worker_id, []))
+            return self._ordered_held(worker_id)
 
     def recover_job(self, worker_id: str, delivery: Delivery) -> bool:
-        """Move one held job back to its queue head."""
+        """Move one held job back to its queue head (recoveries + 1 if it had started)."""
         with self._op("recover"):
             held = self._in_progress.get(worker_id, [])
             if delivery not in held:
                 return False
             held.remove(delivery)
-            self._push_raw(delivery.queue, bump_recoveries(delivery.raw), front=True)
+            self._push_raw(delivery.queue, _recovered_text(delivery), front=True)
             return True
 
     def discard(self, worker_id: str, delivery: Delivery) -> bool:
@@ -405,7 +485,16 @@ class MemoryBackend(RunMemory):
     def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float, now: float) -> None:
         """Register the worker as alive until now + ttl_s."""
         with self._op("heartbeat"):
-            self._workers[worker_id] = (now + ttl_s, dict(info))
+            last = self._last_beat
+            if last is not None and ttl_s > 0 and now - last > ttl_s / 2:
+                gap = now - last  # the registry heard nobody: an outage all workers shared
+                for other, (expires, other_info) in list(self._workers.items()):
+                    if expires > last:
+                        self._workers[other] = (expires + gap, other_info)
+            if ttl_s > 0 and (last is None or now > last):
+                self._last_beat = now
+            known = self._workers.get(worker_id, (0.0, {}))[1]
+            self._workers[worker_id] = (now + ttl_s, {**known, **info})  # fields merge, as HSET
 
     def workers(self, now: float) -> list[WorkerInfo]:
         """Every registered worker, alive or not."""
@@ -439,6 +528,11 @@ class MemoryBackend(RunMemory):
 
     def close(self) -> None:
         """Nothing to release: the memory backend owns no connection."""
+
+
+def _recovered_text(delivery: Delivery) -> str:
+    """What recovery pushes back: a started job counts one more recovery."""
+    return delivery.raw if delivery.prefetched else bump_recoveries(delivery.raw)
 
 
 def _check_kind(kind: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeAlias
@@ -13,7 +14,7 @@ from sideline.adapters.redis._keys import Keys
 from sideline.adapters.redis._scripts import Scripts
 from sideline.core.errors import BackendError, ConfigurationError, WorkflowError
 
-__all__ = ["RedisBase", "RedisClient", "num", "translate"]
+__all__ = ["RedisBase", "RedisClient", "block_limit", "num", "translate"]
 
 RedisClient: TypeAlias = "redis.Redis | RedisCluster"
 """What RedisBackend accepts: a client of one server, or of a Redis Cluster."""
@@ -29,6 +30,13 @@ def _version(text: str) -> tuple[int, ...]:
         digits = "".join(c for c in part if c.isdigit())
         parts.append(int(digits or 0))
     return tuple(parts)
+
+
+def block_limit(socket_timeout_s: float) -> float:
+    """How long a blocking command may ask Redis to wait on a socket that times out after
+    `socket_timeout_s`: the rest (at most 1 s, at least half) is left for the reply to arrive.
+    """
+    return socket_timeout_s - min(1.0, socket_timeout_s / 2)
 
 
 def num(value: float) -> str:
@@ -76,10 +84,15 @@ class RedisBase:
         # A Redis client reads its pool's connection kwargs; a RedisCluster those its
         # nodes' connections are made with. Either carries decode_responses.
         kwargs: dict[str, Any] = client.get_connection_kwargs()
-        if not kwargs.get("decode_responses"):
+        decode, errors = kwargs.get("decode_responses"), kwargs.get("encoding_errors", "strict")
+        if not decode or errors != "surrogateescape":
+            # surrogateescape: any bytes read as str and are written back byte-identical
+            # (LREM of a job that is not valid UTF-8); "strict" raises inside redis-py.
             raise ConfigurationError(
-                "RedisBackend needs a client created with decode_responses=True "
-                "(or use RedisBackend.from_url / RedisBackend.from_cluster)")
+                "RedisBackend needs a client created with decode_responses=True and "
+                f'encoding_errors="surrogateescape" (this one has decode_responses={decode!r}, '
+                f"encoding_errors={errors!r}; or use RedisBackend.from_url / "
+                "RedisBackend.from_cluster)")
         self.cluster = isinstance(client, RedisCluster)
         if self.cluster and _version(redis.__version__) < _CLUSTER_MULTI_SINCE:
             raise ConfigurationError(
@@ -94,6 +107,9 @@ class RedisBase:
         self.max_dead = max_dead
         self.dead_ttl_s = dead_ttl_s
         self._owns_client = owns_client
+        socket_timeout = kwargs.get("socket_timeout")
+        self.block_limit_s = math.inf if socket_timeout is None else block_limit(socket_timeout)
+        """The longest a blocking command (BLPOP) may wait: below the socket timeout."""
 
     def close(self) -> None:
         """Close the connection pool if this backend created it (never a client it was handed).

@@ -18,7 +18,9 @@ class Keys:
         P queues                       set of queue names
         P queue:<q>                    list, FIFO (RPUSH tail, LMOVE from the head)
         P wake:<q>                     list of wake tokens for blocked fetchers
-        P inprogress:<worker>:<q>      list of jobs a worker fetched from <q>
+        P inprogress:<worker>:<q>      list of jobs a worker fetched from <q> and started
+        P prefetch:<worker>:<q>        list of jobs a worker fetched from <q>, not yet started
+        P beat                         the time of the newest heartbeat (outage detection)
         P schedule | retry | dead      sorted sets of jids by time
         P <set>:jobs                   hash jid -> "queue|payload"
         P run:<id>[:nodes|:remaining|:graph|:payloads]   a workflow run's state
@@ -42,6 +44,9 @@ class Keys:
 
     def in_progress(self, worker_id: str, queue: str) -> str:
         return self("inprogress", worker_id, queue)
+
+    def prefetch(self, worker_id: str, queue: str) -> str:
+        return self("prefetch", worker_id, queue)
 
     def memory(self, run_id: str) -> str:
         return self("run", run_id, "memory")

@@ -9,12 +9,25 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from sideline.adapters.redis._base import RedisBase, num, translate
-from sideline.core.payload import Payload, bump_recoveries, decode, encode
+from sideline.core.payload import (
+    Payload,
+    bump_recoveries,
+    decode,
+    decode_stored,
+    encode,
+    raw_bytes,
+)
 from sideline.core.ports import Delivery, SortedEntry, WorkerInfo
 
 __all__ = ["QueueOps"]
 
 _SETS = {"scheduled": "schedule", "retry": "retry", "dead": "dead"}
+
+
+def _stored(jid: str, entry: str) -> Payload:
+    """The payload of a set entry "queue|payload" (never raises; see decode_stored)."""
+    queue, _, raw = entry.partition("|")
+    return decode_stored(raw, jid, queue)
 
 
 def _set_key(kind: str) -> str:
@@ -45,14 +58,34 @@ class QueueOps(RedisBase):
         with translate("push"):
             self.scripts["push"](keys=[self.keys("queues")], args=[self.prefix, queue, raw])
 
-    def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int) -> list[Delivery]:
-        """Move up to `limit` jobs into the worker's in-progress lists without waiting."""
+    def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int,
+                   prefetch: int = 0) -> list[Delivery]:
+        """Move up to `limit` jobs into the worker's in-progress lists (then up to `prefetch`
+        more into its prefetch lists) without waiting."""
         keys: list[str] = []
         for queue in queues:
-            keys += [self.keys.queue(queue), self.keys.in_progress(worker_id, queue)]
+            keys += [self.keys.queue(queue), self.keys.in_progress(worker_id, queue),
+                     self.keys.prefetch(worker_id, queue)]
         with translate("fetch"):
-            found = self.scripts["fetch"](keys=keys, args=[self.prefix, limit])
-        return [Delivery(found[i + 1], queues[int(found[i]) - 1]) for i in range(0, len(found), 2)]
+            found = self.scripts["fetch"](keys=keys, args=[self.prefix, limit, prefetch])
+        return [Delivery(found[i + 1], queues[int(found[i]) - 1], i // 2 >= limit)
+                for i in range(0, len(found), 2)]
+
+    def claim(self, worker_id: str, delivery: Delivery) -> Delivery | None:
+        """Start a prefetched job: move it to the in-progress list, atomically."""
+        if not delivery.prefetched:
+            return delivery
+        with translate("claim"):
+            moved = self.scripts["claim"](
+                keys=[self.keys.prefetch(worker_id, delivery.queue),
+                      self.keys.in_progress(worker_id, delivery.queue)],
+                args=[self.prefix, raw_bytes(delivery.raw)])
+        return Delivery(delivery.raw, delivery.queue) if moved else None
+
+    def _held_key(self, worker_id: str, delivery: Delivery) -> str:
+        if delivery.prefetched:
+            return self.keys.prefetch(worker_id, delivery.queue)
+        return self.keys.in_progress(worker_id, delivery.queue)
 
     def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float) -> Delivery | None:
         """Fetch one job; when none is there, block on the queues' wake lists (BLPOP)."""
@@ -83,13 +116,13 @@ class QueueOps(RedisBase):
     def ack(self, worker_id: str, delivery: Delivery) -> None:
         """Remove a finished job from the worker's in-progress list."""
         with translate("ack"):
-            self.client.lrem(self.keys.in_progress(worker_id, delivery.queue), 1, delivery.raw)
+            self.client.lrem(self._held_key(worker_id, delivery), 1, raw_bytes(delivery.raw))
 
-    def requeue(self, worker_id: str, delivery: Delivery) -> None:
-        """Put an unfinished job back at the head of its queue."""
+    def requeue(self, worker_id: str, delivery: Delivery) -> bool:
+        """Put an unfinished job back at the head of its queue; False if it is not held."""
         with translate("requeue"):
-            self.scripts["requeue"](keys=[self.keys.in_progress(worker_id, delivery.queue)],
-                                    args=[self.prefix, delivery.queue, delivery.raw])
+            return bool(self.scripts["requeue"](keys=[self._held_key(worker_id, delivery)],
+                                                args=[self.prefix, delivery.queue, raw_bytes(delivery.raw)]))
 
     def in_progress(self, worker_id: str) -> list[str]:
         """The raw jobs in a worker's in-progress lists."""
@@ -121,16 +154,17 @@ class QueueOps(RedisBase):
         """Ack and add the updated payload to the retry set, atomically."""
         with translate("retry_later"):
             self.scripts["retry_later"](
-                keys=[self.keys.in_progress(worker_id, delivery.queue)],
-                args=[self.prefix, delivery.raw, payload.jid, num(at), payload.queue,
+                keys=[self._held_key(worker_id, delivery)],
+                args=[self.prefix, raw_bytes(delivery.raw), payload.jid, num(at), payload.queue,
                       encode(payload)])
 
     def kill(self, worker_id: str, delivery: Delivery, payload: Payload, now: float) -> None:
         """Ack and keep the payload in the dead set, atomically."""
         with translate("kill"):
             self.scripts["kill"](
-                keys=[self.keys.in_progress(worker_id, delivery.queue)],
-                args=[self.prefix, delivery.raw, payload.jid, payload.queue, encode(payload),
+                keys=[self._held_key(worker_id, delivery)],
+                args=[self.prefix, raw_bytes(delivery.raw), payload.jid, payload.queue,
+                      encode(payload),
                       num(now), int(payload.dead), self.max_dead, num(self.dead_ttl_s)])
 
     def move_due(self, now: float, limit: int = 1000) -> int:
@@ -157,8 +191,8 @@ class QueueOps(RedisBase):
             if not items:
                 return []
             stored = self.client.hmget(self.keys(name, "jobs"), [jid for jid, _ in items])
-        return [SortedEntry(float(score), decode(entry.split("|", 1)[1]))
-                for (_jid, score), entry in zip(items, stored, strict=True) if entry]
+        return [SortedEntry(float(score), _stored(jid, entry))
+                for (jid, score), entry in zip(items, stored, strict=True) if entry]
 
     def delete(self, kind: str, jid: str) -> bool:
         """Remove a job from a set."""
@@ -188,14 +222,13 @@ class QueueOps(RedisBase):
     # -- InstanceRegistry ------------------------------------------------------------------
 
     def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float, now: float) -> None:
-        """Register the worker as alive until now + ttl_s."""
+        """Register the worker as alive until now + ttl_s (with the outage rule of the port)."""
+        fields = [part for item in info.items() for part in item]
         with translate("heartbeat"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.zadd(self.keys("workers"), {worker_id: now + ttl_s})
-            if info:
-                pipe.hset(self.keys("worker", worker_id), mapping=dict(info))
-            pipe.expire(self.keys("worker", worker_id), max(3600, int(ttl_s * 10)))
-            pipe.execute()
+            self.scripts["heartbeat"](
+                keys=[self.keys("workers"), self.keys("worker", worker_id), self.keys("beat")],
+                args=[self.prefix, worker_id, num(now), num(ttl_s),
+                      max(3600, int(ttl_s * 10)), *fields])
 
     def workers(self, now: float) -> list[WorkerInfo]:
         """Every registered worker, alive or not."""
@@ -218,40 +251,41 @@ class QueueOps(RedisBase):
             pipe.execute()
 
     def recover(self, worker_id: str) -> int:
-        """Move a dead worker's in-progress jobs back to their queues, one atomic move each."""
+        """Move a dead worker's held jobs back to their queues, one atomic move each, keeping
+        their order (started ones ahead of prefetched ones)."""
         moved = 0
-        for queue in self._queues():
-            key = self.keys.in_progress(worker_id, queue)
-            with translate("recover"):
-                held = self.client.lrange(key, 0, -1)
-                for raw in reversed(held):
-                    moved += self.scripts["recover_job"](
-                        keys=[key], args=[self.prefix, queue, raw, bump_recoveries(raw)])
+        for delivery in reversed(self.held(worker_id)):
+            moved += self.recover_job(worker_id, delivery)
         return moved
 
     def held(self, worker_id: str) -> list[Delivery]:
-        """The jobs in a worker's in-progress lists, with their queues."""
+        """The jobs a worker holds: per queue, the started ones, then the prefetched ones."""
         queues = self._queues()
         with translate("held"):
             pipe = self.client.pipeline(transaction=False)
             for queue in queues:
                 pipe.lrange(self.keys.in_progress(worker_id, queue), 0, -1)
+                pipe.lrange(self.keys.prefetch(worker_id, queue), 0, -1)
             lists = pipe.execute()
-        return [Delivery(raw, queue) for queue, raws in zip(queues, lists, strict=True)
-                for raw in raws]
+        held: list[Delivery] = []
+        for index, queue in enumerate(queues):
+            held += [Delivery(raw, queue) for raw in lists[2 * index]]
+            held += [Delivery(raw, queue, True) for raw in lists[2 * index + 1]]
+        return held
 
     def recover_job(self, worker_id: str, delivery: Delivery) -> bool:
-        """Move one held job back to its queue head, atomically."""
+        """Move one held job back to its queue head, atomically (recoveries + 1 if started)."""
+        pushed = raw_bytes(delivery.raw if delivery.prefetched else bump_recoveries(delivery.raw))
         with translate("recover_job"):
             return bool(self.scripts["recover_job"](
-                keys=[self.keys.in_progress(worker_id, delivery.queue)],
-                args=[self.prefix, delivery.queue, delivery.raw, bump_recoveries(delivery.raw)]))
+                keys=[self._held_key(worker_id, delivery)],
+                args=[self.prefix, delivery.queue, raw_bytes(delivery.raw), pushed]))
 
     def discard(self, worker_id: str, delivery: Delivery) -> bool:
         """Drop one held job."""
         with translate("discard"):
-            key = self.keys.in_progress(worker_id, delivery.queue)
-            return bool(self.client.lrem(key, 1, delivery.raw))
+            key = self._held_key(worker_id, delivery)
+            return bool(self.client.lrem(key, 1, raw_bytes(delivery.raw)))
 
     def log_recoveries(self, entries: Sequence[str], keep: int) -> None:
         """Prepend recovery records, keeping the newest `keep`."""

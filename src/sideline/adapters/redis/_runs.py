@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
+
+import attrs
 
 from sideline.adapters.redis._base import RedisBase, num, translate
 from sideline.core.dispatch import outgoing
@@ -11,20 +14,25 @@ from sideline.core.errors import RunExpired
 from sideline.core.payload import Payload, decode, encode
 from sideline.core.ports import Delivery
 from sideline.core.run import (
+    FINISHED_TTL_S,
     SETTLED,
     Begin,
+    FailedNode,
+    NodeError,
     NodeStatus,
     Release,
     RunPlan,
     RunState,
     RunStatus,
+    RunSummary,
     Transition,
     apply,
+    next_expiry,
+    summarize,
 )
 from sideline.core.workflow import Graph, Node
 
 __all__ = ["RunOps"]
-
 
 
 def _expired(run_id: str) -> RunExpired:
@@ -33,17 +41,28 @@ def _expired(run_id: str) -> RunExpired:
 
 
 class RunOps(RedisBase):
-    """Workflow runs: stored once per run, advanced atomically with the pushes they cause."""
+    """Workflow runs: stored once per run, advanced atomically with the pushes they cause.
+
+    A run that finishes succeeded or cancelled keeps only its run hash, holding its
+    times and a "summary" field (JSON: node status counts and dead nodes); its other
+    keys are deleted in the same script (see _lib.lua compact).
+    """
+
+    def _keys(self, run_id: str) -> list[str]:
+        """The run's keys and, as KEYS[6], its memory (cleared when the run is compacted)."""
+        return [*self.keys.run(run_id), self.keys.memory(run_id)]
 
     def create_run(self, state: RunState, transition: Transition, now: float) -> None:
         """Store a new run and push its entry nodes, in one script."""
         plan = state.plan
         started = state.copy()
         apply(started, transition, now)
+        expires_at = next_expiry(started, transition, now + plan.ttl_s, now)
         graph = plan.graph
         run: dict[str, Any] = {
             "status": str(started.status), "created_at": num(started.created_at),
-            "updated_at": num(now), "expires_at": num(now + plan.ttl_s), "ttl_s": plan.ttl_s,
+            "updated_at": num(now), "expires_at": num(expires_at), "ttl_s": plan.ttl_s,
+            "finished_ttl_s": plan.finished_ttl_s, "keep_memory": int(plan.keep_memory),
             "failure_fired": int(started.failure_fired), "n": len(graph.nodes),
             "ok": sum(s is NodeStatus.SUCCEEDED for s in started.nodes),
             "blocking": 0,
@@ -57,16 +76,21 @@ class RunOps(RedisBase):
         pushes = [[job.payload.queue, encode(job.payload), job.payload.jid,
                    False if job.at is None else num(job.at)]
                   for job in outgoing(plan, transition, now)]
-        doc = {
+        doc: dict[str, Any] = {
             "run": run,
             "nodes": [str(s) for s in started.nodes],
             "remaining": started.remaining,
             "graph": [_graph_field(node, plan.node_payloads[node.id]) for node in graph.nodes],
             "payloads": list(plan.node_payloads),
             "push": pushes,
+            "expire_s": math.ceil(expires_at - now) + 60,
+            "clear_memory": transition.compacts and not plan.keep_memory,
         }
+        if transition.compacts:  # an empty run is over at once: store only its summary
+            doc.update(run=_summary_fields(summarize(started), expires_at), nodes=[],
+                       remaining=[], graph=[], payloads=[])
         with translate("create_run"):
-            self.scripts["create_run"](keys=self.keys.run(plan.run_id),
+            self.scripts["create_run"](keys=self._keys(plan.run_id),
                                        args=[self.prefix, json.dumps(doc)])
 
     def begin_node(self, run_id: str, node_id: int, now: float) -> Begin:
@@ -81,7 +105,7 @@ class RunOps(RedisBase):
     def complete_node(self, worker_id: str, delivery: Delivery, run_id: str, node_id: int,
                       now: float) -> Transition:
         """Ack, count the node once, push what became ready: one script."""
-        keys = [*self.keys.run(run_id), self.keys.in_progress(worker_id, delivery.queue)]
+        keys = [*self._keys(run_id), self.keys.in_progress(worker_id, delivery.queue)]
         with translate("complete_node"):
             result = self.scripts["complete_node"](
                 keys=keys, args=[self.prefix, run_id, node_id, num(now), delivery.raw])
@@ -93,20 +117,24 @@ class RunOps(RedisBase):
                   now: float) -> Transition:
         """Ack, dead-set the payload, mark the node dead and the run failed: one script."""
         run_id = payload.run_id or "-"
-        keys = [*self.keys.run(run_id), self.keys.in_progress(worker_id, delivery.queue)]
+        keys = [*self._keys(run_id), self.keys.in_progress(worker_id, delivery.queue)]
         node = "" if payload.node_id is None else str(payload.node_id)
+        error = NodeError(payload.error_class, payload.error_message)
         with translate("fail_node"):
             result = self.scripts["fail_node"](
                 keys=keys,
                 args=[self.prefix, run_id, node, num(now), delivery.raw, payload.jid,
                       payload.queue, encode(payload), int(payload.dead), self.max_dead,
-                      num(self.dead_ttl_s)])
-        return _transition(result)
+                      num(self.dead_ttl_s), json.dumps([error.error_class, error.error_message])])
+        transition = _transition(result)
+        if payload.node_id is not None and transition.nodes.get(payload.node_id) is NodeStatus.DEAD:
+            transition = attrs.evolve(transition, errors={payload.node_id: error})
+        return transition
 
     def cancel_run(self, run_id: str, now: float) -> bool:
         """Cancel a run."""
         with translate("cancel_run"):
-            result = self.scripts["cancel_run"](keys=self.keys.run(run_id),
+            result = self.scripts["cancel_run"](keys=self._keys(run_id),
                                                 args=[self.prefix, run_id, num(now)])
         if result == -1:
             raise _expired(run_id)
@@ -118,8 +146,8 @@ class RunOps(RedisBase):
             return bool(self.scripts["extend_run_ttl"](keys=self.keys.run(run_id),
                                                        args=[self.prefix, ttl_s, num(now)]))
 
-    def get_run(self, run_id: str, now: float) -> RunState | None:
-        """Read a run's state (one MULTI/EXEC snapshot of its keys)."""
+    def get_run(self, run_id: str, now: float) -> RunState | RunSummary | None:
+        """Read a run's state, or its summary once compacted (one MULTI/EXEC snapshot)."""
         keys = self.keys.run(run_id)
         with translate("get_run"):
             pipe = self.client.pipeline(transaction=True)
@@ -128,19 +156,46 @@ class RunOps(RedisBase):
             run, nodes, remaining, graph_fields, payloads = pipe.execute()
         if not run or float(run["expires_at"]) <= now:
             return None
+        if "summary" in run:
+            return _summary(run_id, run)
         count = int(run["n"])
         graph = _graph(graph_fields, payloads, count)
         plan = RunPlan(run_id, graph, tuple(payloads[str(i)] for i in range(count)),
                        _callback(run.get("on_success")), _callback(run.get("on_failure")),
-                       int(run["ttl_s"]))
+                       int(run["ttl_s"]), int(run.get("finished_ttl_s", FINISHED_TTL_S)),
+                       run.get("keep_memory") == "1")
         finished = run.get("finished_at")
+        errors = {int(field[6:]): NodeError(*json.loads(value))
+                  for field, value in run.items() if field.startswith("error:")}
         return RunState(
             plan=plan, status=RunStatus(run["status"]),
             nodes=[NodeStatus(nodes[str(i)]) for i in range(count)],
             remaining=[int(remaining[str(i)]) for i in range(count)],
             created_at=float(run["created_at"]), updated_at=float(run["updated_at"]),
             finished_at=None if finished is None else float(finished),
-            failure_fired=run.get("failure_fired") == "1")
+            failure_fired=run.get("failure_fired") == "1", errors=errors)
+
+
+def _summary_fields(summary: RunSummary, expires_at: float) -> dict[str, Any]:
+    """The run hash of a compacted run, as _lib.lua compact writes it."""
+    failed = [[f.node_id, f.job, json.dumps([f.error_class, f.error_message])]
+              for f in summary.failed]
+    return {"status": str(summary.status), "created_at": num(summary.created_at),
+            "updated_at": num(summary.updated_at), "finished_at": num(summary.finished_at),
+            "expires_at": num(expires_at),
+            "summary": json.dumps({"counts": summary.counts, "failed": failed})}
+
+
+def _summary(run_id: str, run: dict[str, str]) -> RunSummary:
+    data = json.loads(run["summary"])
+    counts = data["counts"] if isinstance(data["counts"], dict) else {}  # cjson: {} or []
+    failed = []
+    for node_id, job, error in data["failed"] if isinstance(data["failed"], list) else []:
+        error_class, error_message = json.loads(error) if error else (None, None)
+        failed.append(FailedNode(int(node_id), job, error_class, error_message))
+    return RunSummary(run_id, RunStatus(run["status"]), float(run["created_at"]),
+                      float(run["updated_at"]), float(run["finished_at"]),
+                      {status: int(n) for status, n in sorted(counts.items())}, tuple(failed))
 
 
 def _graph_field(node: Node, payload: str) -> str:

@@ -12,11 +12,13 @@ __all__ = ["SCRIPT_NAMES", "Scripts"]
 SCRIPT_NAMES = (
     "begin_node",
     "cancel_run",
+    "claim",
     "complete_node",
     "create_run",
     "extend_run_ttl",
     "fail_node",
     "fetch",
+    "heartbeat",
     "kill",
     "memory_write",
     "move_due",

@@ -60,11 +60,19 @@ local function add_dead(P, jid, queue, raw, now, max_dead, dead_ttl)
   end
 end
 
--- ---- workflow runs: KEYS[1..5] are the run's hash, nodes, remaining, graph, payloads ----
+-- ---- workflow runs: KEYS[1..5] are the run's hash, nodes, remaining, graph, payloads, ----
+-- ---- and KEYS[6] (where the operation can finish the run) the run's memory hash      ----
+
+local FINISHED_TTL_S = 86400  -- core.run.FINISHED_TTL_S, for runs stored without the field
 
 local function run_keys()
   return {run = KEYS[1], nodes = KEYS[2], remaining = KEYS[3], graph = KEYS[4],
-          payloads = KEYS[5]}
+          payloads = KEYS[5], memory = KEYS[6]}
+end
+
+-- A run that finished succeeded or cancelled keeps only its summary (see compact).
+local function compacted(R)
+  return redis.call('HEXISTS', R.run, 'summary') == 1
 end
 
 local function live(R, now)
@@ -214,7 +222,61 @@ local function reopen_if_unsettled(R, finished)
   end
 end
 
--- Write the run-level outcome, push the callback it fires, refresh the expiry.
+-- The run's expiry after a change (core.run.next_expiry), called once finished_at is
+-- written: the change that finishes the run sets it to now + finished_ttl_s (and may
+-- shorten the keys' TTL); a finished run is not refreshed; any other change pushes it
+-- back to now + ttl_s, never forward (an extend_run_ttl stays in force).
+local function next_expiry(R, now, finished)
+  local f = redis.call('HMGET', R.run, 'expires_at', 'ttl_s', 'finished_ttl_s', 'finished_at')
+  if finished then
+    return tonumber(now) + tonumber(f[3] or FINISHED_TTL_S), true
+  elseif f[4] then
+    return tonumber(f[1]), false
+  end
+  return math.max(tonumber(f[1]), tonumber(now) + tonumber(f[2])), false
+end
+
+-- Give the run's keys the expiry plus a minute; unless `replace`, never shorten a TTL.
+local function expire_run(R, now, expires, replace)
+  local ttl = math.ceil(expires - tonumber(now)) + 60
+  for _, key in ipairs({R.run, R.nodes, R.remaining, R.graph, R.payloads}) do
+    if replace or redis.call('TTL', key) < ttl then
+      redis.call('EXPIRE', key, ttl)
+    end
+  end
+  return ttl
+end
+
+-- Keep only the summary of a run that finished (core.run.summarize): its times, how many
+-- nodes ended in each status, and its dead nodes with their job and error; drop the graph
+-- and payloads, and the run's memory unless the run keeps it.
+local function compact(R, ttl)
+  local all = redis.call('HGETALL', R.nodes)
+  local counts, failed = {}, {}
+  for i = 1, #all, 2 do
+    local id, status = all[i], all[i + 1]
+    counts[status] = (counts[status] or 0) + 1
+    if status == 'dead' then
+      local ok, payload = pcall(cjson.decode, redis.call('HGET', R.payloads, id))
+      local job = ok and type(payload) == 'table' and payload.name or '?'
+      failed[#failed + 1] = {tonumber(id), job, redis.call('HGET', R.run, 'error:' .. id) or ''}
+    end
+  end
+  table.sort(failed, function(a, b) return a[1] < b[1] end)
+  local run = redis.call('HMGET', R.run, 'status', 'created_at', 'updated_at', 'finished_at',
+                         'expires_at', 'keep_memory')
+  redis.call('DEL', R.run, R.nodes, R.remaining, R.graph, R.payloads)
+  redis.call('HSET', R.run, 'status', run[1], 'created_at', run[2], 'updated_at', run[3],
+             'finished_at', run[4], 'expires_at', run[5],
+             'summary', cjson.encode({counts = counts, failed = failed}))
+  redis.call('EXPIRE', R.run, ttl)
+  if run[6] ~= '1' and R.memory then
+    redis.call('DEL', R.memory)
+  end
+end
+
+-- Write the run-level outcome, push the callback it fires, set the expiry; a run that
+-- finishes succeeded or cancelled is compacted (core.run.Transition.compacts).
 local function settle(R, P, now, status, callback, finished)
   if status then
     redis.call('HSET', R.run, 'status', status)
@@ -227,17 +289,18 @@ local function settle(R, P, now, status, callback, finished)
   elseif status == 'running' then
     redis.call('HDEL', R.run, 'finished_at')
   end
-  local ttl = tonumber(redis.call('HGET', R.run, 'ttl_s'))
-  redis.call('HSET', R.run, 'updated_at', now, 'expires_at', num(tonumber(now) + ttl))
-  for _, key in ipairs({R.run, R.nodes, R.remaining, R.graph, R.payloads}) do
-    redis.call('EXPIRE', key, ttl + 60)
-  end
+  local expires, replace = next_expiry(R, now, finished)
+  redis.call('HSET', R.run, 'updated_at', now, 'expires_at', num(expires))
+  local ttl = expire_run(R, now, expires, replace)
   if callback then
     local entry = redis.call('HGET', R.run, 'on_' .. callback)
     if entry then
       local queue, raw = split_entry(entry)
       push_job(P, queue, stamp(raw, 'enqueued_at', now), false)
     end
+  end
+  if finished and (status == 'succeeded' or status == 'cancelled') then
+    compact(R, ttl)
   end
 end
 

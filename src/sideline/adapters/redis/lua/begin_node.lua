@@ -1,12 +1,15 @@
 -- begin_node.lua: mark a fetched workflow node running, or say to skip it.
--- KEYS[1..5] run hash, nodes, remaining, graph, payloads
+-- KEYS[1..5] run hash, nodes, remaining, graph, payloads; KEYS[6] the run's memory
 -- ARGV[1] P, ARGV[2] run id, ARGV[3] node id, ARGV[4] now (s)
--- returns: 'run', 'skip' (already succeeded or dead, or the run was cancelled), 'expired'
---   (no run state), or an error reply for an unknown node
+-- returns: 'run', 'skip' (already succeeded or dead, the run was cancelled, or it finished
+--   and was compacted), 'expired' (no run state), or an error reply for an unknown node
 local R = run_keys()
 local P, id, now = ARGV[1], ARGV[3], ARGV[4]
 if not live(R, now) then
   return 'expired'
+end
+if compacted(R) then
+  return 'skip'
 end
 local current = redis.call('HGET', R.nodes, id)
 if not current then

@@ -1,8 +1,11 @@
 -- create_run.lua: store a new run and push (or schedule) its entry nodes, atomically.
 -- KEYS[1..5] run hash, nodes, remaining, graph, payloads (see _lib.lua)
+--   and KEYS[6] its memory
 -- ARGV[1] P, ARGV[2] JSON document built by the client from core.run.start():
 --   {"run": {field: value}, "nodes": [status], "remaining": [count], "graph": [field],
---    "payloads": [payload], "push": [[queue, payload, jid, at or false]]}
+--    "payloads": [payload], "push": [[queue, payload, jid, at or false]],
+--    "expire_s": key TTL (s), "clear_memory": true when the run is over at once}
+--   (an empty run is over at once: "run" then holds only its summary fields)
 -- returns: 1, or an error reply if the run already exists
 local P = ARGV[1]
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -42,10 +45,12 @@ for _, job in ipairs(doc.push) do
     push_job(P, job[1], job[2], false)
   end
 end
-local ttl = tonumber(doc.run.ttl_s)
 for _, key in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]}) do
   if redis.call('EXISTS', key) == 1 then
-    redis.call('EXPIRE', key, ttl + 60)
+    redis.call('EXPIRE', key, tonumber(doc.expire_s))
   end
+end
+if doc.clear_memory then
+  redis.call('DEL', KEYS[6])
 end
 return 1

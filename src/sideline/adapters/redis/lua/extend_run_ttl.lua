@@ -1,4 +1,5 @@
--- extend_run_ttl.lua: push back a run's expiry to at least now + ttl.
+-- extend_run_ttl.lua: push back a run's expiry to at least now + ttl (never forward); a
+-- compacted run's summary too.
 -- KEYS[1..5] run hash, nodes, remaining, graph, payloads
 -- ARGV[1] P, ARGV[2] ttl (s), ARGV[3] now (s)
 -- returns: 1, or 0 if the run is gone

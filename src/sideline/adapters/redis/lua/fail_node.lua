@@ -1,19 +1,23 @@
 -- fail_node.lua: a workflow node died. In one atomic step: ack the job, keep it in the
 -- dead set, mark the node dead, skip its dependants, mark the run failed and push the
--- failure callback once. An allow-failure node lets its successors run instead.
--- KEYS[1..5] run hash, nodes, remaining, graph, payloads; KEYS[6] the worker's
---   in-progress list for the job's queue
+-- failure callback once. An allow-failure node lets its successors run instead (and may
+-- finish the run succeeded: it is then compacted). The node's error is kept in the run
+-- hash as "error:<node>" for status and the summary. A node of a compacted run (a late
+-- copy) is only acked and buried.
+-- KEYS[1..5] run hash, nodes, remaining, graph, payloads; KEYS[6] the run's memory;
+--   KEYS[7] the worker's in-progress list for the job's queue
 -- ARGV[1] P, ARGV[2] run id, ARGV[3] node id, ARGV[4] now (s), ARGV[5] payload as fetched,
 -- ARGV[6] jid, ARGV[7] queue, ARGV[8] dead payload, ARGV[9] keep in dead set (1/0),
--- ARGV[10] max dead jobs, ARGV[11] dead ttl (s)
+-- ARGV[10] max dead jobs, ARGV[11] dead ttl (s), ARGV[12] the error as JSON
+--   [error_class, error_message]
 -- returns: the transition as JSON (see _lib.lua outcome)
 local R = run_keys()
 local P, run_id, id, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-redis.call('LREM', KEYS[6], 1, ARGV[5])
+redis.call('LREM', KEYS[7], 1, ARGV[5])
 if ARGV[9] == '1' then
   add_dead(P, ARGV[6], ARGV[7], ARGV[8], now, ARGV[10], ARGV[11])
 end
-if not live(R, now) then
+if not live(R, now) or compacted(R) then
   return outcome(nil, nil, false)
 end
 local current = redis.call('HGET', R.nodes, id)
@@ -22,6 +26,7 @@ if not current or current == 'succeeded' or current == 'dead' then
   return outcome(nil, nil, false)
 end
 set_node(R, id, 'dead')
+redis.call('HSET', R.run, 'error:' .. id, ARGV[12])
 if gnode(R, id).allow then
   local status, callback, finished = finish_node(R, P, run_id, id, now, false)
   reopen_if_unsettled(R, finished)

@@ -1,6 +1,7 @@
 -- retry_dead.lua: move a dead job back to its queue; for a workflow node, revive it in
 -- the same step (node queued again, dependants un-skipped, run running again when no
--- other node blocks it).
+-- other node blocks it). The job of a compacted run (it succeeded or was cancelled) is
+-- only pushed: its worker will skip it.
 -- KEYS[1..5] run hash, nodes, remaining, graph, payloads (of the job's run, if any)
 -- ARGV[1] P, ARGV[2] jid, ARGV[3] now (s), ARGV[4] dead entry as read ("queue|payload"),
 -- ARGV[5] node id or '', ARGV[6] payload to push
@@ -12,7 +13,7 @@ if entry ~= ARGV[4] then
   return 0
 end
 set_remove(P, 'dead', jid)
-if id ~= '' and live(R, now) then
+if id ~= '' and live(R, now) and not compacted(R) then
   local current = redis.call('HGET', R.nodes, id)
   local status = redis.call('HGET', R.run, 'status')
   if current == 'dead' and status ~= 'cancelled' and not gnode(R, id).allow then

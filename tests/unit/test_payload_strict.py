@@ -1,0 +1,297 @@
+"""Strict, bounded payload decoding, and the enqueue-side checks that match it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import pytest
+
+from sideline import App
+from sideline.core.errors import PayloadError, SerializationError
+from sideline.core.payload import (
+    MAX_DEPTH,
+    MAX_PAYLOAD_BYTES,
+    Payload,
+    check_json_native,
+    decode,
+    encode,
+    raw_bytes,
+)
+
+REQUIRED: dict[str, Any] = {"name": "n", "jid": "j", "queue": "q"}
+
+# (field, wrong value, what the message must say). Every Payload field appears at least twice.
+WRONG_TYPES: list[tuple[str, Any, str]] = [
+    ("name", 5, "payload lacks string field(s) name"),
+    ("name", None, "payload lacks string field(s) name"),
+    ("jid", 1.5, "payload lacks string field(s) jid"),
+    ("jid", True, "payload lacks string field(s) jid"),
+    ("queue", {}, "payload lacks string field(s) queue"),
+    ("queue", ["q"], "payload lacks string field(s) queue"),
+    ("args", "rm -rf", "payload field 'args' must be a list, got str"),
+    ("args", {"k": 1, "j": 2}, "payload field 'args' must be a list, got object"),
+    ("args", None, "payload field 'args' must be a list, got null"),
+    ("kwargs", [["k", 1]], "payload field 'kwargs' must be an object, got list"),
+    ("kwargs", "k=1", "payload field 'kwargs' must be an object, got str"),
+    ("created_at", "1767225600", "payload field 'created_at' must be a number, got str"),
+    ("created_at", True, "payload field 'created_at' must be a number, got bool"),
+    ("created_at", None, "payload field 'created_at' must be a number, got null"),
+    ("created_at", 10**400, "payload field 'created_at' must be a finite number"),
+    ("enqueued_at", "now", "payload field 'enqueued_at' must be a number, got str"),
+    ("enqueued_at", False, "payload field 'enqueued_at' must be a number, got bool"),
+    ("retry", "5", "payload field 'retry' must be an int, got str"),
+    ("retry", 2.0, "payload field 'retry' must be an int, got float"),
+    ("retry", True, "payload field 'retry' must be an int, got bool"),
+    ("retry", -1, "payload field 'retry' must be >= 0, got -1"),
+    ("dead", "no", "payload field 'dead' must be true or false, got str"),
+    ("dead", 0, "payload field 'dead' must be true or false, got int"),
+    ("dead", None, "payload field 'dead' must be true or false, got null"),
+    ("retry_count", "1", "payload field 'retry_count' must be an int, got str"),
+    ("retry_count", 1.5, "payload field 'retry_count' must be an int, got float"),
+    ("retry_count", -2, "payload field 'retry_count' must be >= 0, got -2"),
+    ("error_class", 5, "payload field 'error_class' must be a str, got int"),
+    ("error_class", ["ValueError"], "payload field 'error_class' must be a str, got list"),
+    ("error_message", 5, "payload field 'error_message' must be a str, got int"),
+    ("error_message", {"m": 1}, "payload field 'error_message' must be a str, got object"),
+    ("failed_at", "yesterday", "payload field 'failed_at' must be a number, got str"),
+    ("failed_at", True, "payload field 'failed_at' must be a number, got bool"),
+    ("retried_at", "now", "payload field 'retried_at' must be a number, got str"),
+    ("retried_at", [1.0], "payload field 'retried_at' must be a number, got list"),
+    ("dead_reason", 1, "payload field 'dead_reason' must be a str, got int"),
+    ("dead_reason", False, "payload field 'dead_reason' must be a str, got bool"),
+    ("run_id", 1, "payload field 'run_id' must be a str, got int"),
+    ("run_id", ["r"], "payload field 'run_id' must be a str, got list"),
+    ("node_id", 1.5, "payload field 'node_id' must be an int, got float"),
+    ("node_id", "0", "payload field 'node_id' must be an int, got str"),
+    ("node_id", True, "payload field 'node_id' must be an int, got bool"),
+    ("node_id", -1, "payload field 'node_id' must be >= 0, got -1"),
+    ("batch_id", 1, "payload field 'batch_id' must be a str, got int"),
+    ("batch_id", {}, "payload field 'batch_id' must be a str, got object"),
+    ("recoveries", "1", "payload field 'recoveries' must be an int, got str"),
+    ("recoveries", 1.0, "payload field 'recoveries' must be an int, got float"),
+    ("recoveries", -1, "payload field 'recoveries' must be >= 0, got -1"),
+    ("tags", "money", "payload field 'tags' must be a list, got str"),
+    ("tags", ["a", "b", 3], "payload field 'tags[2]' must be a str, got int"),
+    ("tags", [None], "payload field 'tags[0]' must be a str, got null"),
+    ("timeout_s", "60", "payload field 'timeout_s' must be a number, got str"),
+    ("timeout_s", True, "payload field 'timeout_s' must be a number, got bool"),
+    ("unique_key", 1, "payload field 'unique_key' must be a str, got int"),
+    ("unique_key", ["k"], "payload field 'unique_key' must be a str, got list"),
+    ("unique_token", 1, "payload field 'unique_token' must be a str, got int"),
+    ("unique_token", True, "payload field 'unique_token' must be a str, got bool"),
+    ("memory_ns", 1, "payload field 'memory_ns' must be a str, got int"),
+    ("memory_ns", ["ns"], "payload field 'memory_ns' must be a str, got list"),
+    ("memory_reads", ["a"], "payload field 'memory_reads' must be an object, got list"),
+    ("memory_reads", {"doc": 1}, "payload field \"memory_reads['doc']\" must be a str, got int"),
+    ("memory_reads", "a=b", "payload field 'memory_reads' must be an object, got str"),
+]
+
+
+def payload_text(**fields: Any) -> str:
+    return json.dumps({**REQUIRED, **fields})
+
+
+def nested_lists(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def test_the_wrong_type_table_covers_every_field_twice() -> None:
+    counts = {field.name: 0 for field in attrs.fields(Payload)}
+    for field, _, _ in WRONG_TYPES:
+        counts[field] += 1
+    assert {name: count for name, count in counts.items() if count < 2} == {}
+
+
+@pytest.mark.parametrize(("field", "value", "message"), WRONG_TYPES,
+                         ids=[f"{f}={v!r:.20}" for f, v, _ in WRONG_TYPES])
+def test_a_wrong_typed_field_is_refused_naming_it(field: str, value: Any, message: str) -> None:
+    data = {**REQUIRED, field: value}
+    with pytest.raises(PayloadError) as info:
+        decode(json.dumps(data))
+    assert message in str(info.value)
+
+
+def test_every_failed_field_is_reported_at_once() -> None:
+    with pytest.raises(PayloadError) as info:
+        decode(payload_text(retry="5", dead="no"))
+    assert str(info.value).startswith("payload field 'retry' must be an int, got str; "
+                                      "payload field 'dead' must be true or false, got str: ")
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"enqueued_at": None, "node_id": None, "timeout_s": None}, {}),
+    ({"node_id": 0, "retry": 0, "retry_count": 0, "recoveries": 0}, {"retry": 0, "node_id": 0}),
+    ({"created_at": 5, "failed_at": -1.5}, {"created_at": 5.0, "failed_at": -1.5}),
+    ({"dead": False, "tags": [], "memory_reads": {"x": "run.x"}},
+     {"dead": False, "memory_reads": {"x": "run.x"}}),
+])
+def test_well_typed_edge_values_are_kept(fields: dict[str, Any],
+                                         expected: dict[str, Any]) -> None:
+    assert decode(payload_text(**fields)) == Payload(**REQUIRED, **expected)
+
+
+# Limits
+
+
+@pytest.mark.parametrize("raw", [
+    payload_text()[:-1] + ', "args": ' + nested_lists(100_000) + "}",
+    ('{"a": ' * 100_000) + "1" + "}" * 100_000,
+    ("[" * 100_000).encode(),
+])
+def test_very_deep_nesting_is_a_payload_error_not_a_recursion_error(raw: str | bytes) -> None:
+    with pytest.raises(PayloadError, match="nested deeper than"):
+        decode(raw)
+
+
+def test_depth_max_depth_is_accepted_and_one_more_is_refused() -> None:
+    # The payload object is level 1 and `args` level 2, so MAX_DEPTH - 1 levels of lists.
+    at_limit = payload_text()[:-1] + ', "args": ' + nested_lists(MAX_DEPTH - 1) + "}"
+    assert len(decode(at_limit).args) == 1
+    over = payload_text()[:-1] + ', "args": ' + nested_lists(MAX_DEPTH) + "}"
+    with pytest.raises(PayloadError) as info:
+        decode(over)
+    assert str(info.value).startswith(
+        f"payload is nested deeper than {MAX_DEPTH} levels of arrays and objects: ")
+
+
+def test_max_depth_can_be_passed() -> None:
+    raw = payload_text(kwargs={"a": {"b": 1}})  # payload, kwargs, {"b": 1}: 3 levels
+    assert decode(raw, max_depth=3).kwargs == {"a": {"b": 1}}
+    with pytest.raises(PayloadError, match="nested deeper than 2 levels"):
+        decode(raw, max_depth=2)
+
+
+def test_size_is_checked_before_parsing() -> None:
+    # Not JSON at all: the size error (not a parse error) shows nothing was parsed.
+    with pytest.raises(PayloadError,
+                       match=r"^payload is larger than 100 bytes \(101 characters\)"):
+        decode("x" * 101, max_bytes=100)
+    with pytest.raises(PayloadError, match=r"^payload is larger than 100 bytes \(101 bytes\)"):
+        decode(b"x" * 101, max_bytes=100)
+
+
+def test_size_counts_utf8_bytes_not_characters() -> None:
+    text = json.dumps({**REQUIRED, "args": ["\u00e9" * 40]}, ensure_ascii=False)  # 2 bytes each
+    with pytest.raises(PayloadError, match=rf"^payload is larger than {len(text)} bytes "
+                                           rf"\({len(text) + 40} bytes\)"):
+        decode(text, max_bytes=len(text))  # len() in characters fits; the bytes do not
+    assert decode(text, max_bytes=len(text.encode())).args == ["\u00e9" * 40]
+
+
+def test_default_size_limit_is_8_mib() -> None:
+    assert MAX_PAYLOAD_BYTES == 8 * 1024 * 1024
+    head = payload_text()[:-1] + ', "args": ["'
+    fits = head + "a" * (MAX_PAYLOAD_BYTES - len(head) - 3) + '"]}'
+    assert len(fits) == MAX_PAYLOAD_BYTES
+    assert len(decode(fits).args[0]) > 8_000_000
+    too_big = fits[:-3] + 'a"]}'
+    with pytest.raises(PayloadError, match=f"payload is larger than {MAX_PAYLOAD_BYTES} bytes"):
+        decode(too_big)
+
+
+# Undecodable text
+
+INVALID_UTF8 = b'{"name": "caf\xe9", "jid": "j", "queue": "q"}'  # Latin-1, not UTF-8
+
+
+def test_bytes_that_are_not_utf8_are_refused_naming_the_offset() -> None:
+    with pytest.raises(PayloadError) as info:
+        decode(INVALID_UTF8)
+    assert str(info.value).startswith("payload is not UTF-8: invalid continuation byte at "
+                                      "byte offset 13: ")
+
+
+def test_surrogate_escaped_text_is_refused_like_its_bytes() -> None:
+    text = INVALID_UTF8.decode("utf-8", "surrogateescape")  # what the Redis client hands over
+    with pytest.raises(PayloadError) as info:
+        decode(text)
+    message = str(info.value)
+    assert message.startswith("payload is not UTF-8: invalid byte 0xe9 at byte offset 13: ")
+    message.encode("utf-8")  # the message itself is clean text, safe to log or store
+
+
+@pytest.mark.parametrize("raw", ["\ud800", '{"name": "\udfff"}', "\udcff" * 500])
+def test_any_lone_surrogate_is_refused_with_a_printable_message(raw: str) -> None:
+    with pytest.raises(PayloadError, match=r"^payload is not UTF-8") as info:
+        decode(raw)
+    str(info.value).encode("utf-8")
+
+
+@pytest.mark.parametrize("data", [b"", b"plain", INVALID_UTF8, bytes(range(256)),
+                                  "h\u00e9 \u2603 \U0001f600".encode(), b"\xed\xa0\x80"])
+def test_raw_bytes_gives_back_the_original_bytes(data: bytes) -> None:
+    assert raw_bytes(data.decode("utf-8", "surrogateescape")) == data
+    assert raw_bytes(data) == data
+
+
+# Enqueue side: check_json_native never recurses
+
+
+def self_list() -> list[Any]:
+    loop: list[Any] = [1]
+    loop.append(loop)
+    return loop
+
+
+def self_dict() -> dict[str, Any]:
+    loop: dict[str, Any] = {}
+    loop["inner"] = {"back": loop}
+    return loop
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (self_list(), "job argument 0[1] contains itself (it is job argument 0 again)"),
+    (self_dict(), "job argument 0['inner']['back'] contains itself (it is job argument 0 "
+                  "again)"),
+    ([[self_list()]], "job argument 0[0][0][1] contains itself (it is job argument 0[0][0] "
+                      "again)"),
+])
+def test_a_container_that_contains_itself_is_named(value: Any, message: str) -> None:
+    with pytest.raises(SerializationError) as info:
+        check_json_native(value, "job argument 0")
+    assert str(info.value).startswith(message)
+
+
+def test_a_shared_container_that_is_not_a_cycle_is_accepted() -> None:
+    shared = [1, {"a": None}]
+    check_json_native([shared, shared, {"again": shared}], "arg")
+
+
+def deep_list(levels: int) -> list[Any]:
+    root: list[Any] = []
+    inner = root
+    for _ in range(levels - 1):
+        inner.append([])
+        inner = inner[0]
+    return root
+
+
+def test_deep_arguments_are_refused_where_decode_would_refuse_them() -> None:
+    fits = deep_list(MAX_DEPTH - 2)  # + the payload object and its args list = MAX_DEPTH
+    check_json_native(fits, "arg")
+    decode(encode(Payload(**REQUIRED, args=[fits])))
+    with pytest.raises(SerializationError, match=f"^arg is nested deeper than {MAX_DEPTH - 2} "):
+        check_json_native(deep_list(MAX_DEPTH - 1), "arg")
+    with pytest.raises(PayloadError, match="nested deeper"):
+        decode(encode(Payload(**REQUIRED, args=[deep_list(MAX_DEPTH - 1)])))
+    with pytest.raises(SerializationError, match=r"^arg is nested deeper than"):
+        check_json_native(deep_list(100_000), "arg")
+
+
+def test_enqueue_refuses_self_referencing_and_too_deep_arguments() -> None:
+    app = App()
+
+    @app.job(name="report")
+    def report(day: object, options: object = None) -> None: ...
+
+    with pytest.raises(SerializationError, match=r"^report argument 0\[1\] contains itself"):
+        report.enqueue(self_list())
+    with pytest.raises(SerializationError,
+                       match=r"^report keyword argument 'options'\['inner'\]\['back'\] "
+                             "contains itself"):
+        report.enqueue("day", options=self_dict())
+    with pytest.raises(SerializationError, match=r"^report argument 0 is nested deeper than"):
+        report.enqueue(deep_list(100_000))
+    assert app.backend.queue_sizes() == {}
