@@ -22,6 +22,10 @@ start-up and import time never count:
 - payload_bytes: the stored state of a `length`-step chain (MEMORY USAGE of the run's keys)
   and the stored payload of node 0 against node length-1: sizes that differ only by the
   digits of the node id show a job's payload stays O(1) whatever the workflow's size.
+  On Redis it also reports the bytes a run keeps (MEMORY USAGE of every key of the run
+  that remains, its memory hash included) for a 10-step and a 1,000-step chain driven
+  through the backend by hand: just before its last step completes (running, whole
+  state) and once it finished (compacted to its summary): finished_run_bytes.
 - recovery (Redis only): two more worker processes, "victim" and "survivor". The victim
   runs a job that blocks; right after the victim's next heartbeat (the worst case: its
   registry entry then lives a whole TTL) it is SIGKILLed. From the SIGKILL (this process's
@@ -312,6 +316,48 @@ def bench_payload_bytes_redis(app: App, length: int) -> Result:
             "queued_job_bytes": len(queued.encode())}
 
 
+FINISHED_RUN_LENGTHS = (10, 1_000)
+
+
+def _kept_bytes(backend: Any, run_id: str) -> int:
+    """MEMORY USAGE of the run's keys that exist (its memory hash included)."""
+    keys = [*backend.keys.run(run_id), backend.keys.memory(run_id)]
+    pipe = backend.client.pipeline(transaction=False)
+    for key in keys:
+        pipe.memory_usage(key, samples=0)
+    return sum(usage or 0 for usage in pipe.execute())
+
+
+def bench_finished_run_bytes_redis(app: App) -> Result:
+    """Bytes a run keeps in Redis while running and once finished, per chain length.
+
+    Each chain is driven through the backend (fetch, begin, complete) in a namespace of
+    its own, so no worker is needed; "running" is measured just before the last step
+    completes, "finished" right after it.
+    """
+    backend: Any = app.backend
+    noop = noop_job(app)
+    figures: dict[str, dict[str, int]] = {}
+    for length in FINISHED_RUN_LENGTHS:
+        run_id = Workflow(Chain(*(noop.s() for _ in range(length))), app=app).run()
+        running = 0
+        for step in range(length):
+            delivery = backend.fetch("bench-driver", ["default"], 0)
+            if delivery is None:
+                raise RuntimeError(f"run {run_id}: step {step} was not released")
+            node_id = json.loads(delivery.raw)["node_id"]
+            now = app.clock.now()
+            backend.begin_node(run_id, node_id, now)
+            if step == length - 1:
+                running = _kept_bytes(backend, run_id)
+            backend.complete_node("bench-driver", delivery, run_id, node_id, now)
+        status = app.status(run_id)
+        if status.status != "succeeded":
+            raise RuntimeError(f"run {run_id} ended {status.status}, not succeeded")
+        figures[str(length)] = {"running": running, "finished": _kept_bytes(backend, run_id)}
+    return {"finished_run_bytes": figures}
+
+
 def bench_payload_bytes_memory(app: App, length: int) -> Result:
     """The memory backend keeps payload texts: measure those of a `length`-step chain."""
     noop = noop_job(app)
@@ -446,8 +492,11 @@ def run_redis(options: Options, emit: Callable[[Result], None]) -> None:
         progress(f"chain: Chain of {sizes.length} no-ops")
         emit(bench_chain(running, sizes.length))
 
-        progress(f"payload_bytes: a stored {sizes.length}-step chain")
-        emit(bench_payload_bytes_redis(new_app("payload"), sizes.length))
+        progress(f"payload_bytes: a stored {sizes.length}-step chain; the bytes a "
+                 f"{' and a '.join(map(str, FINISHED_RUN_LENGTHS))}-step run keeps, "
+                 "running and finished")
+        emit({**bench_payload_bytes_redis(new_app("payload"), sizes.length),
+              **bench_finished_run_bytes_redis(new_app("finished"))})
 
         if options.skip_recovery:
             progress("recovery: skipped (--skip-recovery)")
@@ -531,9 +580,12 @@ def _row(result: Result) -> tuple[str, str, str, str, str]:
             f"{result['started_after_expiry_s']:.3f} s after its expiry; target < " \
             f"{result['target_seconds']:g} s: {met}"
     if name == "payload_bytes":
+        kept = "".join(f"; a {length}-step run keeps {f['running']:,} B running, "
+                       f"{f['finished']:,} B finished"
+                       for length, f in result.get("finished_run_bytes", {}).items())
         return name, f"length {result['length']}", "", f"{result['bytes']:,} B", \
             f"{result['bytes_per_node']:g} B/node; payload node 0 = {result['payload_bytes_first']} B, " \
-            f"node {result['length'] - 1} = {result['payload_bytes_last']} B"
+            f"node {result['length'] - 1} = {result['payload_bytes_last']} B{kept}"
     return name, "", "", "", json.dumps(result)
 
 

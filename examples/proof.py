@@ -89,12 +89,16 @@ def main() -> int:
             print(f"{label}\n  run {run_id}: {info.status}")
             print("  order: " + " ".join(f"{e.kind}:{labels[e.node_id]}" for e in trace))
             print(f"  peak parallel steps: {peak_parallelism(trace)}")
-            for node in info.nodes:
-                print(f"  node {node.id:>2} {labels[node.id]:<3} {node.status:<10} "
+            # A succeeded run is compacted to its summary: node counts, no per-node states.
+            print(f"  node counts: {info.counts()}")
+            for node in workflow.graph.nodes:  # the compiled graph keeps the structure
+                print(f"  node {node.id:>2} {labels[node.id]:<3} "
                       f"then -> {[labels[i] for i in node.successors]}")
             problems = order_violations(workflow.graph, trace)
             if info.status != "succeeded":
                 problems.append(f"run ended {info.status}, expected succeeded")
+            if info.counts() != {"succeeded": len(workflow.graph.nodes)}:
+                problems.append(f"node counts {info.counts()}, expected every node succeeded")
             for problem in problems:
                 print(f"  VIOLATION: {problem}")
             failed = failed or bool(problems)

@@ -75,9 +75,10 @@ def main() -> int:
                                   step.s("publish")))
         run_id = workflow.run()
         info = app.wait(run_id, timeout_s=10)  # blocks until the run finished
+        # A succeeded run is compacted: its node counts remain, per-node states are gone.
         print(f"workflow run {run_id}: {info.status} {info.counts()}")
-        for node in info.nodes:
-            print(f"  node {node.id} {node.job} {node.status} -> {list(node.successors)}")
+        for node in workflow.graph.nodes:  # the compiled graph: each node's job and successors
+            print(f"  node {node.id} {node.job} -> {list(node.successors)}")
         plain_ok = all_plain_jobs_ran.wait(timeout=10)
 
     print("ran:", ", ".join(done))

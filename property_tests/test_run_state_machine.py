@@ -6,7 +6,9 @@ become deliveries, deliveries may be duplicated or crash back to the queue, dead
 nodes may be retried by hand, the run may be cancelled. After every step the real
 RunState is compared with a small independent model (sets of succeeded, dead and
 finished nodes), and each transition's releases and callbacks with what the model
-says that event must release and fire.
+says that event must release and fire. The run's expiry (next_expiry, with the step
+occasionally extending it) must never move forward except when the run finishes, and
+only a finish as succeeded or cancelled compacts the run.
 
 Minimal failing examples found by the machine are pinned as plain tests at the end.
 """
@@ -21,18 +23,21 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from sideline.core.run import (
     Begin,
+    NodeError,
     NodeStatus,
     RunPlan,
     RunState,
     RunStatus,
     Transition,
     apply,
+    next_expiry,
     plan_begin,
     plan_cancel,
     plan_complete,
     plan_fail,
     plan_revive,
     start,
+    summarize,
 )
 from sideline.core.workflow import Graph, Node
 
@@ -66,10 +71,14 @@ def build_graph(spec: GraphSpec) -> Graph:
         for i in range(len(preds))))
 
 
+TTL_S, FINISHED_TTL_S = 5, 3
+
+
 def new_run(spec: GraphSpec) -> tuple[RunState, Transition]:
     graph = build_graph(spec)
     plan = RunPlan("run", graph, tuple(f"payload-{i}" for i in range(len(graph.nodes))),
-                   on_success="success-payload", on_failure="failure-payload")
+                   on_success="success-payload", on_failure="failure-payload", ttl_s=TTL_S,
+                   finished_ttl_s=FINISHED_TTL_S)
     state, transition = start(plan, 0.0)
     apply(state, transition, 0.0)
     return state, transition
@@ -106,6 +115,7 @@ class RunMachine(RuleBasedStateMachine):
         self.failure_fired = False
         self.released: Counter[int] = Counter()
         self.callbacks: Counter[str] = Counter()
+        self.expires_at = float(TTL_S)
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -146,6 +156,25 @@ class RunMachine(RuleBasedStateMachine):
     def _step(self, transition: Transition) -> None:
         self.now += 1.0
         apply(self.state, transition, self.now)
+        before, self.expires_at = self.expires_at, next_expiry(
+            self.state, transition, self.expires_at, self.now)
+        if transition.finished:
+            assert self.expires_at == self.now + FINISHED_TTL_S  # the linger replaces the TTL
+        elif self.state.finished_at is not None:
+            assert self.expires_at == before  # touching a finished run does not refresh it
+        else:
+            assert self.expires_at == max(before, self.now + TTL_S), "expiry moved forward"
+        ended = self.state.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED)
+        assert transition.compacts == (transition.finished and ended)
+        if transition.compacts:
+            summary = summarize(self.state)
+            assert sum(summary.counts.values()) == len(self.preds)
+            assert {f.node_id for f in summary.failed} == self.dead
+
+    @rule(ttl_s=st.sampled_from([1, 4, 50]))
+    def extend(self, ttl_s: int) -> None:
+        """extend_ttl() from inside a step: at least now + ttl_s, never shorter."""
+        self.expires_at = max(self.expires_at, self.now + ttl_s)
 
     def _check_transition(self, transition: Transition, *, releases: set[int],
                           callback: str | None) -> None:
@@ -198,12 +227,13 @@ class RunMachine(RuleBasedStateMachine):
     def fail(self, data: st.DataObject) -> None:
         node = self.running.pop(data.draw(st.integers(0, len(self.running) - 1)))
         status_before = self.expected_status()
-        transition = plan_fail(self.state, node)
+        transition = plan_fail(self.state, node, NodeError("Boom", f"node {node}"))
         releases: set[int] = set()
         callback = None
         if node in self.ok or node in self.dead:
             assert transition.noop, f"a late failure of {node} changed the run: {transition}"
         else:
+            assert transition.errors == {node: NodeError("Boom", f"node {node}")}
             self.dead.add(node)
             self.dead_set.add(node)
             if self.allow[node]:

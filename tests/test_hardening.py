@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +15,9 @@ import pytest
 from sideline import App, Chain, Group, Payload, SerializationError, Workflow
 from sideline.adapters.memory import MemoryBackend
 from sideline.core.payload import MAX_PAYLOAD_BYTES, decode, encode
+from sideline.core.ports import Backend
 from sideline.runtime.orphans import find_orphans, recover_orphans
+from tests.support import real_redis_backend
 
 
 def wait_until(condition: Callable[[], Any], timeout_s: float = 5.0) -> None:
@@ -175,8 +177,18 @@ def test_jobs_fetched_but_never_started_do_not_count_as_recoveries(clock: Any) -
                                                        ("j3", 0)]
 
 
-def test_group_members_released_by_one_step_run_in_parallel() -> None:
-    app = App()
+@pytest.fixture(params=["memory", *(pytest.param(f"redis-{attempt}", marks=pytest.mark.redis)
+                                     for attempt in range(3))])
+def any_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """The memory backend, then (three times: the race was lost about once in 30) Redis."""
+    if request.param == "memory":
+        yield MemoryBackend()
+    else:
+        yield from real_redis_backend()
+
+
+def test_group_members_released_by_one_step_run_in_parallel(any_backend: Backend) -> None:
+    app = App(any_backend)
     running = 0
     peak = 0
     lock = threading.Lock()

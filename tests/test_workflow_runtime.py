@@ -61,13 +61,19 @@ def test_cancel_stops_the_run_and_removes_delayed_steps() -> None:
     run_id = Workflow(Chain(step.s("A"), WithDelay(step.s("B"), 60_000))).run()
     app.drain(run_scheduled=False)
     assert ran == ["A"]
+    # Per-node state is there while the run can progress; a cancelled run is compacted.
+    before = app.status(run_id)
+    assert [n.status for n in before.nodes] == [NodeStatus.SUCCEEDED, NodeStatus.SCHEDULED]
     assert app.cancel(run_id) is True
     assert app.cancel(run_id) is False
     app.drain()
     assert ran == ["A"]
     info = app.status(run_id)
     assert info.status is RunStatus.CANCELLED
-    assert [n.status for n in info.nodes] == [NodeStatus.SUCCEEDED, NodeStatus.CANCELLED]
+    assert info.compacted
+    assert info.nodes == ()
+    # A had succeeded, so the one cancelled node is the delayed B.
+    assert info.counts() == {"succeeded": 1, "cancelled": 1}
 
 
 def test_client_middleware_sees_every_workflow_step_and_callback() -> None:

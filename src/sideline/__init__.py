@@ -21,6 +21,7 @@ from sideline.core.workflow import Chain, Dag, Group, WithDelay
 from sideline.runtime.app import App
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import JobContext, current_job
+from sideline.runtime.observers import Observer
 from sideline.runtime.templates import Template
 from sideline.runtime.worker import Worker
 from sideline.runtime.workflows import NodeInfo, RunInfo, Workflow
@@ -38,6 +39,7 @@ __all__ = [
     "MemoryBackend",
     "NodeInfo",
     "NodeStatus",
+    "Observer",
     "Payload",
     "PayloadError",
     "PoisonPill",

@@ -11,7 +11,10 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from types import FrameType
+
+import attrs
 
 from sideline.adapters.memory import MemoryBackend
 from sideline.adapters.redis import RedisBackend
@@ -46,11 +49,27 @@ def load_app(target: str | None) -> App:
 
 
 def _print_run(info: RunInfo) -> None:
+    """The run's status and node counts, then every node; a compacted run (succeeded or
+    cancelled) has no per-node states left, so its times are printed instead. Dead nodes
+    are listed with the error each died of."""
     print(f"run {info.run_id}: {info.status}  {info.counts()}")
+    if info.compacted:
+        finished = ("" if info.finished_at is None else
+                    f"  finished {_when(info.finished_at)} "
+                    f"({info.finished_at - info.created_at:.2f} s)")
+        print(f"  created {_when(info.created_at)}{finished}  "
+              "(compacted: per-node states are gone)")
     for node in info.nodes:
         call = f"{node.job}({', '.join(json.dumps(a) for a in node.args)})"
         print(f"  node {node.id:>3}  {node.status:<10} {call:<36} queue={node.queue} "
               f"-> {list(node.successors)}")
+    for dead in info.failed:
+        error = ": ".join(part for part in (dead.error_class, dead.error_message) if part)
+        print(f"  failed node {dead.node_id:>3}  {dead.job}  {error or 'error unknown'}")
+
+
+def _when(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -110,8 +129,11 @@ def _status(args: argparse.Namespace) -> int:
     finally:
         app.backend.close()
     if args.json:
+        # A compacted run has no per-node states ("nodes" is empty): "counts" still holds.
         print(json.dumps({"run_id": info.run_id, "status": str(info.status),
-                          "nodes": {str(n.id): str(n.status) for n in info.nodes}}))
+                          "nodes": {str(n.id): str(n.status) for n in info.nodes},
+                          "compacted": info.compacted, "counts": info.counts(),
+                          "failed": [attrs.asdict(dead) for dead in info.failed]}))
     else:
         _print_run(info)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from sideline.core.payload import decode
@@ -91,3 +92,17 @@ def test_retry_dead_and_delete(backend: Backend) -> None:
 def test_unknown_set_kind_is_refused(backend: Backend) -> None:
     with pytest.raises(ValueError, match="set kind must be one of scheduled, retry, dead"):
         backend.entries("morgue")
+
+
+def test_a_second_dead_job_of_the_same_jid_is_kept_beside_the_first(backend: Backend) -> None:
+    for attempt in range(3):
+        backend.push([payload("same", "q")])
+        delivery = backend.fetch("w", ["q"], 0)
+        assert delivery is not None
+        dead = attrs.evolve(decode(delivery.raw), dead_reason=f"death {attempt}")
+        backend.kill("w", delivery, dead, 100.0 + attempt)
+    entries = backend.entries("dead")
+    assert [(e.key, e.payload.jid, e.payload.dead_reason) for e in entries] == [
+        ("same", "same", "death 0"), ("same~2", "same", "death 1"), ("same~3", "same", "death 2")]
+    assert backend.delete("dead", "same~2")
+    assert [e.key for e in backend.entries("dead")] == ["same", "same~3"]

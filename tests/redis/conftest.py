@@ -22,7 +22,16 @@ from tests.redis.helpers import (
     require_redis_server_binary,
     spawn_worker,
 )
-from tests.support import real_redis_backend
+from tests.support import fake_redis_backend, real_redis_backend
+
+
+@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.redis)])
+def backend(request: pytest.FixtureRequest) -> Iterator[RedisBackend]:
+    """A RedisBackend on fakeredis, then on the real server (a module may override it)."""
+    if request.param == "fakeredis":
+        yield from fake_redis_backend()
+    else:
+        yield from real_redis_backend()
 
 
 @pytest.fixture

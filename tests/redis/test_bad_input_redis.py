@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,8 @@ import pytest
 from sideline import App, BackendError, Chain, Signature, Workflow
 from sideline.adapters.redis import RedisBackend
 from tests.redis.helpers import REPO_ROOT, RedisServer, free_port, in_progress_keys, wait_until
-from tests.support import fake_redis_backend, real_redis_backend
 
 NEVER_IMPORTED = "tests.redis.never_imported_module"
-
-
-@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.redis)])
-def backend(request: pytest.FixtureRequest) -> Iterator[RedisBackend]:
-    if request.param == "fakeredis":
-        yield from fake_redis_backend()
-    else:
-        yield from real_redis_backend()
 
 
 def unknown_job_reason(name: str) -> str:

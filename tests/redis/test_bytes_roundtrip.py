@@ -13,17 +13,8 @@ import redis
 from sideline import App, ConfigurationError
 from sideline.adapters.redis import RedisBackend, redis_url
 from tests.redis.helpers import in_progress_keys, wait_until
-from tests.support import fake_redis_backend, real_redis_backend
 
 BAD = b"\xff\xfe{bad"
-
-
-@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.redis)])
-def backend(request: pytest.FixtureRequest) -> Iterator[RedisBackend]:
-    if request.param == "fakeredis":
-        yield from fake_redis_backend()
-    else:
-        yield from real_redis_backend()
 
 
 @pytest.fixture

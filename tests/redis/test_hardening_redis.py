@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 
-from sideline import App, Chain, Group, Payload, Workflow
+from sideline import App, Chain, Payload, Workflow
 from sideline.adapters.redis import RedisBackend, redis_url
 from sideline.runtime.worker import Worker
 from tests.redis.helpers import wait_until
@@ -195,31 +195,6 @@ def test_undecodable_bytes_are_kept_exactly_in_the_dead_set(
     assert entry.payload.dead_reason.startswith("undecodable payload: ")  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("attempt", range(3))
-def test_group_members_released_by_one_step_run_in_parallel(
-        backend: RedisBackend, attempt: int) -> None:
-    app = App(backend)
-    running = 0
-    peak = 0
-    lock = threading.Lock()
-
-    @app.job(name="member")
-    def member(index: int) -> None:
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.3)
-        with lock:
-            running -= 1
-
-    opener = app.job(name="opener")(lambda: None)
-    run_id = Workflow(Chain(opener.s(), Group(*[member.s(i) for i in range(4)]))).run()
-    with app.worker(concurrency=4, fetch_timeout_s=1.0):
-        assert app.wait(run_id, timeout_s=10).status == "succeeded"
-    assert peak == 4
-
-
 class DroppingConnection(redis.Connection):
     """A connection that loses the reply of the next fetch script call: the script runs in
     Redis, the client sees a connection error (as when Redis stalls past the timeout or the
@@ -278,3 +253,19 @@ def test_a_dropped_fetch_reply_strands_nothing(backend: RedisBackend) -> None:
         client.close()
     assert DroppingConnection.dropped == 3
     assert sorted(ran) == list(range(20))  # each exactly once
+
+
+def test_a_hand_written_scheduled_entry_does_not_stop_the_pollers(
+        backend: RedisBackend, raw_client: redis.Redis) -> None:
+    fleet = Fleet(backend)
+    raw_client.zadd(backend.keys("schedule"), {"forged": 1.0})
+    raw_client.hset(backend.keys("schedule", "jobs"), "forged", b"no bar, not json \xff")
+    backend.schedule(Payload(name="good", jid="later", queue="default", args=[5]),
+                     time.time() + 0.3)
+    fleet.start()
+    try:
+        wait_until(lambda: 5 in fleet.ran, 10, "the scheduled job after the forged one")
+        wait_until(lambda: fleet.dead_count() == 1, 10, "the forged entry in the dead set")
+        fleet.check_alive()
+    finally:
+        fleet.stop()

@@ -75,6 +75,8 @@ WRONG_TYPES: list[tuple[str, Any, str]] = [
     ("tags", "money", "payload field 'tags' must be a list, got str"),
     ("tags", ["a", "b", 3], "payload field 'tags[2]' must be a str, got int"),
     ("tags", [None], "payload field 'tags[0]' must be a str, got null"),
+    ("error_backtrace", "line", "payload field 'error_backtrace' must be a list, got str"),
+    ("error_backtrace", [1], "payload field 'error_backtrace[0]' must be a str, got int"),
     ("timeout_s", "60", "payload field 'timeout_s' must be a number, got str"),
     ("timeout_s", True, "payload field 'timeout_s' must be a number, got bool"),
     ("unique_key", 1, "payload field 'unique_key' must be a str, got int"),

@@ -9,6 +9,8 @@ __all__ = [
     "BackendError",
     "ConfigurationError",
     "JobRejected",
+    "JobStopped",
+    "JobTimeout",
     "PayloadError",
     "PoisonPill",
     "RunExpired",
@@ -64,6 +66,14 @@ class PoisonPill(SidelineError):
 
 class JobRejected(SidelineError):
     """Client middleware refused to push a job."""
+
+
+class JobTimeout(SidelineError):
+    """A job ran past its timeout; a failure under the retry policy."""
+
+
+class JobStopped(SidelineError):
+    """A running job was stopped (its run cancelled, or stopped by hand)."""
 
 
 class WorkflowError(SidelineError):

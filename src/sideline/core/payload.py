@@ -64,6 +64,8 @@ class Payload:
     retry_count: int = 0
     error_class: str | None = None
     error_message: str | None = None
+    error_backtrace: list[str] = attrs.field(factory=list)
+    """The innermost lines of the last error's backtrace (retry and dead entries)."""
     failed_at: float | None = None
     retried_at: float | None = None
     dead_reason: str | None = None
@@ -144,28 +146,26 @@ def _is_dict(type_: Any) -> bool:
     return get_origin(type_) is dict
 
 
-def _strict_list(type_: Any, converter: cattrs.Converter) -> Callable[[object, type], Any]:
-    """cattrs' list hook, refusing anything but a list (it would iterate a str or dict)."""
-    structure_items = list_structure_factory(type_, converter)
+def _strict_container(kind: type, label: str, factory: Callable[[Any, cattrs.Converter], Any]
+                      ) -> Callable[[Any, cattrs.Converter], Callable[[object, type], Any]]:
+    """A hook factory wrapping cattrs' own `factory`, refusing anything but a `kind` (cattrs
+    would iterate a str or a dict as if it were a list)."""
 
-    def structure(value: object, _: type) -> Any:
-        if not isinstance(value, list):
-            raise _Invalid(f"must be a list, got {_kind(value)}")
-        return structure_items(value, type_)
+    def hook(type_: Any, converter: cattrs.Converter) -> Callable[[object, type], Any]:
+        structure_items = factory(type_, converter)
 
-    return structure
+        def structure(value: object, _: type) -> Any:
+            if not isinstance(value, kind):
+                raise _Invalid(f"must be {label}, got {_kind(value)}")
+            return structure_items(value, type_)
+
+        return structure
+
+    return hook
 
 
-def _strict_dict(type_: Any, converter: cattrs.Converter) -> Callable[[object, type], Any]:
-    """cattrs' mapping hook, refusing anything but a JSON object."""
-    structure_items = mapping_structure_factory(type_, converter)
-
-    def structure(value: object, _: type) -> Any:
-        if not isinstance(value, dict):
-            raise _Invalid(f"must be an object, got {_kind(value)}")
-        return structure_items(value, type_)
-
-    return structure
+_strict_list = _strict_container(list, "a list", list_structure_factory)
+_strict_dict = _strict_container(dict, "an object", mapping_structure_factory)
 
 
 # One converter for both directions. Its structure hooks check instead of coercing:

@@ -7,24 +7,30 @@ seconds since the epoch and are always passed in (the core has no clock).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
 
 from sideline.core.payload import Payload
 from sideline.core.run import Begin, RunState, RunSummary, Transition
+from sideline.core.settlement import Settlement
 
 __all__ = [
+    "STAT_DAY_TTL_S",
+    "STAT_MINUTE_TTL_S",
     "Backend",
     "Delivery",
     "InstanceRegistry",
     "MemoryStore",
     "QueuePort",
     "ScheduleStore",
+    "SettlePort",
+    "Settled",
     "SortedEntry",
     "WorkerInfo",
     "WorkflowStore",
+    "dead_key",
 ]
 
 
@@ -44,10 +50,25 @@ class Delivery:
 
 @attrs.frozen
 class SortedEntry:
-    """A job in a time-sorted set (scheduled, retry or dead), with its score time."""
+    """A job in a time-sorted set (scheduled, retry or dead), with its score time.
+
+    `key` is the entry's key in its set, the job's jid except for a second dead job of
+    the same jid (see `dead_key`); `delete` and `retry_dead` take it.
+    """
 
     at: float
     payload: Payload
+    key: str = ""
+
+
+def dead_key(jid: str, taken: Callable[[str], bool]) -> str:
+    """The dead-set key of a job: its jid, or "<jid>~2", "<jid>~3", ... when taken, so a
+    second dead job of the same jid never overwrites the first."""
+    key, n = jid, 1
+    while taken(key):
+        n += 1
+        key = f"{jid}~{n}"
+    return key
 
 
 class QueuePort(Protocol):
@@ -298,7 +319,55 @@ class MemoryStore(Protocol):
         ...
 
 
-class Backend(QueuePort, ScheduleStore, WorkflowStore, InstanceRegistry, MemoryStore, Protocol):
+STAT_MINUTE_TTL_S = 8 * 3600
+"""How long a per-minute stats bucket is kept after its last increment (8 hours)."""
+
+STAT_DAY_TTL_S = 180 * 24 * 3600
+"""How long a per-day stats bucket is kept after its last increment (180 days)."""
+
+
+@attrs.frozen
+class Settled:
+    """What `settle` did: the run's transition, and the caller's next job if it asked."""
+
+    transition: Transition = attrs.field(factory=Transition)
+    """The run's transition (empty for a plain job, or a node of a finished run)."""
+    next: Delivery | None = None
+    """The job fetched for the caller (`fetch_from`), now in its in-progress list."""
+
+
+class SettlePort(Protocol):
+    """The end of a job: one Settlement applied in one atomic step, and the stats it counts."""
+
+    def settle(self, worker_id: str, delivery: Delivery, settlement: Settlement, now: float,
+               fetch_from: Sequence[str] = ()) -> Settled:
+        """Apply `settlement` to `delivery` atomically, then take the caller's next job.
+
+        In one step: ack the delivery; a retry adds `settlement.payload` to the retry set
+        at `retry_at`; a burial adds it to the dead set (unless `keep_dead` is false),
+        trimmed by size and age; a node event completes (as `complete_node`) or fails (as
+        `fail_node`) the node `payload.run_id`/`payload.node_id`; `release_unique` releases
+        the lock `payload.unique_key` if `payload.unique_token` still holds it; the
+        counters "processed" and "failed" and their minute (kept 8 hours) and day (kept
+        180 days) buckets (`stat_buckets(now)`) grow by `processed` / `failed`. Last, when
+        `fetch_from` is not empty, exactly one job is fetched as `fetch_many(worker_id,
+        fetch_from, 1)` would (never more: the others are left for idle threads).
+
+        Raises:
+            RunExpired: a node succeeded but its run's state is missing; nothing was
+                applied (the delivery is still held).
+            WorkflowError: a node succeeded but its run has no such node; nothing applied.
+        """
+        ...
+
+    def stats(self, names: Sequence[str]) -> dict[str, int]:
+        """The counters `names` ("processed", "failed", "processed:2026-11-29",
+        "failed:2026-11-29T23:59", ...), 0 for one that is absent or expired."""
+        ...
+
+
+class Backend(QueuePort, ScheduleStore, WorkflowStore, InstanceRegistry, MemoryStore,
+              SettlePort, Protocol):
     """Everything the runtime needs: one object per adapter implements every port."""
 
     def close(self) -> None:

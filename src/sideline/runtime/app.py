@@ -11,7 +11,6 @@ from typing import Any, Literal, overload
 
 import attrs
 
-from sideline.adapters.memory import MemoryBackend
 from sideline.core import schema
 from sideline.core.clock import Clock, RandomSource
 from sideline.core.errors import ConfigurationError, SerializationError
@@ -26,6 +25,7 @@ from sideline.runtime._env import SystemClock, new_id, system_random
 from sideline.runtime.config import WorkerSettings
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import ClientMiddleware, ServerMiddleware, run_client_chain
+from sideline.runtime.observers import Observer, notify
 from sideline.runtime.orphans import Orphan, Recovery
 from sideline.runtime.templates import Builder, Template, Templates
 from sideline.runtime.testing import drain
@@ -60,15 +60,23 @@ class App:
         keep_memory: keep a run's memory when the run succeeds or is cancelled, until it
             expires (run_ttl_s after its last write), for inspection; by default it is
             cleared then. A failed run always keeps it: a dead step retried by hand needs it.
+        observers: Observer instances told about pushes, performs, settlements and
+            workers (docs/observers.md); also `app.observers`, a list.
     """
 
     def __init__(self, backend: Backend | None = None, *, testing: TestingMode | None = None,
                  clock: Clock | None = None, random: RandomSource | None = None,
                  run_ttl_s: int | None = None, max_recoveries: int | None = None,
-                 keep_memory: bool = False, finished_ttl_s: int | None = None) -> None:
+                 keep_memory: bool = False, finished_ttl_s: int | None = None,
+                 observers: Sequence[Observer] = ()) -> None:
         if testing not in (None, "inline", "collect"):
             raise ConfigurationError(f"testing must be None, 'inline' or 'collect', got {testing!r}")
-        self.backend: Backend = backend if backend is not None else MemoryBackend()
+        if backend is None:
+            # Composition root: the one place runtime wires an adapter (the contract in
+            # pyproject.toml [tool.importlinter] allows exactly this import).
+            from sideline.adapters.memory import MemoryBackend  # noqa: PLC0415
+            backend = MemoryBackend()
+        self.backend: Backend = backend
         self.testing = testing
         self.clock: Clock = clock or SystemClock()
         self.random: RandomSource = random or system_random()
@@ -82,6 +90,7 @@ class App:
         self.client_middleware: list[ClientMiddleware] = []
         self.server_middleware: list[ServerMiddleware] = []
         self.death_handlers: list[DeathHandler] = []
+        self.observers: list[Observer] = list(observers)
         self.exhausted_hooks: dict[str, DeathHandler] = {}
         self.keep_memory = keep_memory
         self.templates = Templates(self)
@@ -205,10 +214,13 @@ class App:
         payload = self._lock_unique(payload, max(0.0, (at or now) - now))
         if payload is None:
             return None
+        notify(self.observers, "before_enqueue", payload)
         if at is not None and at > now:
             self.backend.schedule(payload, at)
         else:
-            self.backend.push([attrs.evolve(payload, enqueued_at=now)])
+            payload = attrs.evolve(payload, enqueued_at=now)
+            self.backend.push([payload])
+        notify(self.observers, "after_enqueue", payload)
         self.after_push()
         return payload.jid
 
@@ -222,7 +234,11 @@ class App:
                 payload = self._lock_unique(payload, 0.0)
             if payload is not None:
                 payloads.append(attrs.evolve(payload, enqueued_at=now))
+        for payload in payloads:
+            notify(self.observers, "before_enqueue", payload)
         self.backend.push(payloads)
+        for payload in payloads:
+            notify(self.observers, "after_enqueue", payload)
         self.after_push()
         return [p.jid for p in payloads]
 

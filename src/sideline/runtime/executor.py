@@ -28,7 +28,7 @@ from sideline.core.jobs import JobSpec
 from sideline.core.payload import Payload, decode
 from sideline.core.ports import Delivery
 from sideline.core.retry import next_retry_delay_s
-from sideline.core.run import Begin, RunStatus, Transition
+from sideline.core.run import Begin, Transition
 from sideline.runtime import typed
 from sideline.runtime._env import new_id
 from sideline.runtime.middleware import JobContext, run_server_chain, running
@@ -136,7 +136,7 @@ def _process(app: App, worker_id: str, payload: Payload, settle: _Settler,
             now = app.clock.now()
             settle.persist(lambda: app.backend.write(run_id, values, app.run_ttl_s, now))
         try:
-            settle.ended(run_id, settle.complete(run_id, node_id))
+            settle.complete(run_id, node_id)  # a run that finishes clears its memory too
         except RunExpired as exc:
             settle.bury(payload, exc, reason=str(exc))
             return
@@ -183,11 +183,6 @@ class _Settler:
         return self.persist(lambda: self.backend.complete_node(
             self.worker_id, self.delivery, run_id, node_id, now))
 
-    def ended(self, run_id: str, transition: Transition) -> None:
-        """Forget a run's memory once the run succeeded (unless the app keeps it)."""
-        if transition.status is RunStatus.SUCCEEDED and not self.app.keep_memory:
-            self.persist(lambda: self.backend.clear(run_id))
-
     def failed(self, payload: Payload, exc: BaseException) -> None:
         """Schedule a retry, or bury the job when its retries are exhausted.
 
@@ -230,14 +225,11 @@ class _Settler:
             _call_hooks(self.app, dead, exc)
         if workflow and dead.run_id is not None and dead.node_id is not None and not isinstance(
                 exc, RunExpired):
-            run_id = dead.run_id
             try:
-                transition = self.persist(
+                self.persist(
                     lambda: self.backend.fail_node(self.worker_id, self.delivery, dead, now))
             except WorkflowError:  # the run has no such node: keep the job, touch no run
                 self.persist(lambda: self.backend.kill(self.worker_id, self.delivery, dead, now))
-                return
-            self.ended(run_id, transition)
         else:
             self.persist(lambda: self.backend.kill(self.worker_id, self.delivery, dead, now))
 

@@ -39,8 +39,11 @@ class JobContext:
         """Keep this step's run alive for at least `ttl_s` more seconds (and its memory).
 
         For a step that runs longer than the run's TTL: the run's state (and memory)
-        would otherwise expire under it. Each later advance of the run refreshes the
-        state to the run's own ttl_s again. Returns False if the run's state is gone.
+        would otherwise expire under it. The expiry is pushed back to at least now +
+        `ttl_s`, never brought forward; a later advance of the run (a sibling step
+        finishing) sets it to max(current expiry, now + the run's own ttl_s), so it never
+        shortens this extension. Only the step that finishes the run replaces it, with
+        the app's finished_ttl_s linger. Returns False if the run's state is gone.
 
         Raises:
             WorkflowError: the job is not a workflow step.

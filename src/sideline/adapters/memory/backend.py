@@ -20,7 +20,7 @@ from sideline.adapters.memory.faults import FaultPlan
 from sideline.core.dispatch import outgoing
 from sideline.core.errors import RunExpired, WorkflowError
 from sideline.core.payload import Payload, bump_recoveries, decode, decode_stored, encode
-from sideline.core.ports import Delivery, SortedEntry, WorkerInfo
+from sideline.core.ports import Delivery, SortedEntry, WorkerInfo, dead_key
 from sideline.core.run import (
     Begin,
     NodeError,
@@ -111,7 +111,7 @@ class MemoryBackend(RunMemory):
         if not payload.dead:
             return
         dead = self._sets["dead"]
-        dead[payload.jid] = (now, encode(payload))
+        dead[dead_key(payload.jid, dead.__contains__)] = (now, encode(payload))
         cutoff = now - self.dead_ttl_s
         for jid, (at, _raw) in list(dead.items()):
             if at < cutoff:
@@ -312,7 +312,7 @@ class MemoryBackend(RunMemory):
         """Jobs of a set, earliest first."""
         with self._lock:
             items = sorted(self._sets[_check_kind(kind)].items(), key=lambda item: item[1][0])
-            return [SortedEntry(at, decode_stored(raw, jid, "default"))
+            return [SortedEntry(at, decode_stored(raw, jid, "default"), jid)
                     for jid, (at, raw) in items[:limit]]
 
     def retry_dead(self, jid: str, now: float) -> bool:
@@ -363,10 +363,11 @@ class MemoryBackend(RunMemory):
         """Ack, count the node once, push what became ready (only ack once compacted)."""
         with self._op("complete_node"):
             run = self._live_run(run_id, now)
-            self._remove_in_progress(worker_id, delivery)
             if isinstance(run, RunSummary):
+                self._remove_in_progress(worker_id, delivery)
                 return Transition()
             transition = plan_complete(run.state, node_id)
+            self._remove_in_progress(worker_id, delivery)
             self._commit(run, transition, now)
             return transition
 
@@ -377,8 +378,9 @@ class MemoryBackend(RunMemory):
             self._remove_in_progress(worker_id, delivery)
             self._add_dead(payload, now)
             run = self._runs.get(payload.run_id or "")
-            if run is None or run.expires_at <= now or payload.node_id is None:
-                return Transition()  # gone, or compacted: a late death changes nothing
+            if run is None or run.expires_at <= now or payload.node_id is None or not (
+                    0 <= payload.node_id < len(run.state.nodes)):
+                return Transition()  # gone, compacted or no such node: the run is untouched
             error = NodeError(payload.error_class, payload.error_message)
             transition = plan_fail(run.state, payload.node_id, error)
             self._commit(run, transition, now)

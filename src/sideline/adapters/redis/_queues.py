@@ -191,7 +191,7 @@ class QueueOps(RedisBase):
             if not items:
                 return []
             stored = self.client.hmget(self.keys(name, "jobs"), [jid for jid, _ in items])
-        return [SortedEntry(float(score), _stored(jid, entry))
+        return [SortedEntry(float(score), _stored(jid, entry), jid)
                 for (jid, score), entry in zip(items, stored, strict=True) if entry]
 
     def delete(self, kind: str, jid: str) -> bool:

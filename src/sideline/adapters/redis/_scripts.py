@@ -10,6 +10,9 @@ from redis.commands.core import Script
 __all__ = ["SCRIPT_NAMES", "Scripts"]
 
 SCRIPT_NAMES = (
+    "admin_kill",
+    "admin_retry_now",
+    "admin_signal",
     "begin_node",
     "cancel_run",
     "claim",
@@ -29,6 +32,7 @@ SCRIPT_NAMES = (
     "retry_dead",
     "retry_later",
     "schedule",
+    "settle",
 )
 
 

@@ -15,6 +15,7 @@ from sideline.adapters.redis._base import RedisClient
 from sideline.adapters.redis._memory import MemoryOps
 from sideline.adapters.redis._queues import QueueOps
 from sideline.adapters.redis._runs import RunOps
+from sideline.adapters.redis._settle import SettleOps
 from sideline.core.errors import BackendError, ConfigurationError
 from sideline.core.ports import Delivery
 from sideline.environment import env_number, env_text
@@ -70,7 +71,7 @@ def _connect_cluster(connect: Callable[[], RedisCluster]) -> RedisCluster:
             "mode, and is cluster_state ok?)") from exc
 
 
-class RedisBackend(QueueOps, RunOps, MemoryOps):
+class RedisBackend(QueueOps, RunOps, MemoryOps, SettleOps):
     """The production backend.
 
     Args:

@@ -33,6 +33,10 @@ end
 
 local function split_entry(entry)
   local bar = string.find(entry, '|', 1, true)
+  if not bar then
+    -- not written by sideline: hand it to the default queue, whose worker dead-letters it
+    return 'default', entry
+  end
   return string.sub(entry, 1, bar - 1), string.sub(entry, bar + 1)
 end
 
@@ -46,8 +50,16 @@ local function set_remove(P, kind, jid)
   redis.call('HDEL', P .. kind .. ':jobs', jid)
 end
 
+-- A job whose jid is already in the dead set (a duplicate, or a forged jid) is kept under
+-- "<jid>~2", "<jid>~3", ... so that nothing dead is overwritten (core.ports.dead_key).
 local function add_dead(P, jid, queue, raw, now, max_dead, dead_ttl)
-  set_add(P, 'dead', jid, now, queue, raw)
+  local key = jid
+  local n = 1
+  while redis.call('HEXISTS', P .. 'dead:jobs', key) == 1 do
+    n = n + 1
+    key = jid .. '~' .. n
+  end
+  set_add(P, 'dead', key, now, queue, raw)
   local cutoff = tonumber(now) - tonumber(dead_ttl)
   for _, old in ipairs(redis.call('ZRANGEBYSCORE', P .. 'dead', '-inf', '(' .. num(cutoff))) do
     set_remove(P, 'dead', old)
@@ -308,4 +320,128 @@ local function outcome(status, callback, finished)
   return cjson.encode({nodes = changes, remaining = remaining_changes, releases = releases,
                        status = status or false, callback = callback or false,
                        finished = finished and true or false})
+end
+
+-- ---- node outcomes, shared by complete_node.lua, fail_node.lua and settle.lua ----
+
+-- Where a node's success stands before anything is written: 'expired' (the run's state
+-- is missing: nothing may be applied), 'compacted' (the run finished: only ack),
+-- 'missing' (the run has no such node) or the node's current status.
+local function completion_check(R, id, now)
+  if not live(R, now) then
+    return 'expired'
+  end
+  if compacted(R) then
+    return 'compacted'
+  end
+  return redis.call('HGET', R.nodes, id) or 'missing'
+end
+
+-- The run part of a node's success (core.run.plan_complete), once completion_check said
+-- `current` (neither 'expired' nor 'missing'): mark the node succeeded once, decrement its
+-- successors' barriers, release those at zero, finish the run (compacting it, clearing
+-- its memory) and push its success callback. Returns the transition as JSON.
+local function complete_run_node(R, P, run_id, id, now, current)
+  if current == 'compacted' then
+    return outcome(nil, nil, false)
+  end
+  if current == 'succeeded' then
+    settle(R, P, now, nil, nil, false)
+    return outcome(nil, nil, false)
+  end
+  local allow = gnode(R, id).allow
+  set_node(R, id, 'succeeded')
+  if current == 'dead' and allow then
+    -- an allowed failure already released its successors when it died
+    settle(R, P, now, nil, nil, false)
+    return outcome(nil, nil, false)
+  end
+  local status, callback, finished = finish_node(R, P, run_id, id, now,
+                                                 current == 'dead' and not allow)
+  reopen_if_unsettled(R, finished)
+  settle(R, P, now, status, callback, finished)
+  return outcome(status, callback, finished)
+end
+
+-- The run part of a node's death (core.run.plan_fail): mark the node dead, keep its error
+-- (JSON [error_class, error_message]) as "error:<node>", skip its dependants, mark the run
+-- failed and push the failure callback once; an allow-failure node lets its successors
+-- run instead. A missing or compacted run is left alone. Returns the transition as JSON.
+local function fail_run_node(R, P, run_id, id, now, error_json)
+  if not live(R, now) or compacted(R) then
+    return outcome(nil, nil, false)
+  end
+  local current = redis.call('HGET', R.nodes, id)
+  if not current or current == 'succeeded' or current == 'dead' then
+    settle(R, P, now, nil, nil, false)
+    return outcome(nil, nil, false)
+  end
+  set_node(R, id, 'dead')
+  redis.call('HSET', R.run, 'error:' .. id, error_json)
+  if gnode(R, id).allow then
+    local status, callback, finished = finish_node(R, P, run_id, id, now, false)
+    reopen_if_unsettled(R, finished)
+    settle(R, P, now, status, callback, finished)
+    return outcome(status, callback, finished)
+  end
+  for d in pairs(descendants(R, id)) do
+    if redis.call('HGET', R.nodes, d) == 'pending' then
+      set_node(R, d, 'skipped')
+    end
+  end
+  local run_status = redis.call('HGET', R.run, 'status')
+  local all_settled = counter(R, 'settled') == counter(R, 'n')
+  local status, callback, finished = nil, nil, false
+  if run_status == 'running' then
+    status = 'failed'
+    if redis.call('HGET', R.run, 'failure_fired') ~= '1' then
+      callback = 'failure'
+    end
+    finished = all_settled
+  else
+    finished = all_settled and not redis.call('HGET', R.run, 'finished_at')
+  end
+  settle(R, P, now, status, callback, finished)
+  return outcome(status, callback, finished)
+end
+
+-- ---- the other parts of a settlement (settle.lua) ----
+
+-- Compare-and-delete a lock: only the token that took it releases it (release_lock.lua).
+local function release_if_held(key, token)
+  if redis.call('GET', key) == token then
+    return redis.call('DEL', key)
+  end
+  return 0
+end
+
+-- Add `by` to the counter "stat:<name>" (never expires) and to its minute and day buckets
+-- "stat:<name>:<minute>", "stat:<name>:<day>", each given `minute_ttl` / `day_ttl` seconds.
+local function count_stat(P, name, by, minute, day, minute_ttl, day_ttl)
+  if tonumber(by) <= 0 then
+    return
+  end
+  local base = P .. 'stat:' .. name
+  redis.call('INCRBY', base, by)
+  for _, bucket in ipairs({{minute, minute_ttl}, {day, day_ttl}}) do
+    redis.call('INCRBY', base .. ':' .. bucket[1], by)
+    redis.call('EXPIRE', base .. ':' .. bucket[1], bucket[2])
+  end
+end
+
+-- Move at most one job from the first non-empty queue to this worker's in-progress list
+-- (fetch.lua with limit 1). `first` is the index in KEYS of the first (queue, in-progress)
+-- pair. Returns the pair's number (1-based) and the job, or nil.
+local function take_one(P, first)
+  for i = first, #KEYS, 2 do
+    local raw = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
+    if raw then
+      -- recovery finds held lists through the queue-name set (as fetch.lua)
+      for j = first, #KEYS, 2 do
+        redis.call('SADD', P .. 'queues', string.sub(KEYS[j], #P + 7))
+      end
+      return (i - first) / 2 + 1, raw
+    end
+  end
+  return nil
 end

@@ -10,31 +10,11 @@
 -- returns: the transition as JSON (see _lib.lua outcome), or 'expired' (nothing acked)
 local R = run_keys()
 local P, run_id, id, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-if not live(R, now) then
+local current = completion_check(R, id, now)
+if current == 'expired' then
   return 'expired'
-end
-if compacted(R) then
-  redis.call('LREM', KEYS[7], 1, ARGV[5])
-  return outcome(nil, nil, false)
-end
-local current = redis.call('HGET', R.nodes, id)
-if not current then
+elseif current == 'missing' then
   return redis.error_reply('run ' .. run_id .. ' has no node ' .. id)
 end
 redis.call('LREM', KEYS[7], 1, ARGV[5])
-if current == 'succeeded' then
-  settle(R, P, now, nil, nil, false)
-  return outcome(nil, nil, false)
-end
-local allow = gnode(R, id).allow
-set_node(R, id, 'succeeded')
-if current == 'dead' and allow then
-  -- an allowed failure already released its successors when it died
-  settle(R, P, now, nil, nil, false)
-  return outcome(nil, nil, false)
-end
-local status, callback, finished = finish_node(R, P, run_id, id, now,
-                                               current == 'dead' and not allow)
-reopen_if_unsettled(R, finished)
-settle(R, P, now, status, callback, finished)
-return outcome(status, callback, finished)
+return complete_run_node(R, P, run_id, id, now, current)

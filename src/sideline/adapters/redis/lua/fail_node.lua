@@ -12,43 +12,9 @@
 --   [error_class, error_message]
 -- returns: the transition as JSON (see _lib.lua outcome)
 local R = run_keys()
-local P, run_id, id, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local P, now = ARGV[1], ARGV[4]
 redis.call('LREM', KEYS[7], 1, ARGV[5])
 if ARGV[9] == '1' then
   add_dead(P, ARGV[6], ARGV[7], ARGV[8], now, ARGV[10], ARGV[11])
 end
-if not live(R, now) or compacted(R) then
-  return outcome(nil, nil, false)
-end
-local current = redis.call('HGET', R.nodes, id)
-if not current or current == 'succeeded' or current == 'dead' then
-  settle(R, P, now, nil, nil, false)
-  return outcome(nil, nil, false)
-end
-set_node(R, id, 'dead')
-redis.call('HSET', R.run, 'error:' .. id, ARGV[12])
-if gnode(R, id).allow then
-  local status, callback, finished = finish_node(R, P, run_id, id, now, false)
-  reopen_if_unsettled(R, finished)
-  settle(R, P, now, status, callback, finished)
-  return outcome(status, callback, finished)
-end
-for d in pairs(descendants(R, id)) do
-  if redis.call('HGET', R.nodes, d) == 'pending' then
-    set_node(R, d, 'skipped')
-  end
-end
-local run_status = redis.call('HGET', R.run, 'status')
-local all_settled = counter(R, 'settled') == counter(R, 'n')
-local status, callback, finished = nil, nil, false
-if run_status == 'running' then
-  status = 'failed'
-  if redis.call('HGET', R.run, 'failure_fired') ~= '1' then
-    callback = 'failure'
-  end
-  finished = all_settled
-else
-  finished = all_settled and not redis.call('HGET', R.run, 'finished_at')
-end
-settle(R, P, now, status, callback, finished)
-return outcome(status, callback, finished)
+return fail_run_node(R, P, ARGV[2], ARGV[3], now, ARGV[12])

@@ -1,0 +1,70 @@
+"""SettlePort on Redis: a Settlement carried out by one script, settle.lua."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import attrs
+
+from sideline.adapters.redis._base import RedisBase, num, translate
+from sideline.adapters.redis._runs import _expired, _transition
+from sideline.core.payload import encode, raw_bytes
+from sideline.core.ports import STAT_DAY_TTL_S, STAT_MINUTE_TTL_S, Delivery, Settled
+from sideline.core.run import NodeError, NodeStatus, Transition
+from sideline.core.settlement import NodeEvent, Settlement, stat_buckets
+
+__all__ = ["SettleOps"]
+
+
+class SettleOps(RedisBase):
+    """The end of a job: every part of a Settlement, and the next fetch, in one script."""
+
+    def settle(self, worker_id: str, delivery: Delivery, settlement: Settlement, now: float,
+               fetch_from: Sequence[str] = ()) -> Settled:
+        """Apply `settlement` atomically, then fetch at most one job (see SettlePort)."""
+        payload = settlement.payload
+        step = payload.run_id is not None and payload.node_id is not None
+        event = str(settlement.node) if settlement.node is not None and step else ""
+        run_id = payload.run_id or "-"
+        node = "" if payload.node_id is None else str(payload.node_id)
+        error = NodeError(payload.error_class, payload.error_message)  # as fail_node keeps it
+        release = settlement.release_unique and payload.unique_key is not None
+        token = (payload.unique_token or "") if release else ""
+        minute, day = stat_buckets(now)
+        held = (self.keys.prefetch if delivery.prefetched else self.keys.in_progress)(
+            worker_id, delivery.queue)
+        keys = [*self.keys.run(run_id), self.keys.memory(run_id), held,
+                self.keys("lock", payload.unique_key if release and payload.unique_key else "-")]
+        for queue in fetch_from:
+            keys += [self.keys.queue(queue), self.keys.in_progress(worker_id, queue)]
+        args = [self.prefix, raw_bytes(delivery.raw), str(settlement.action), payload.jid,
+                payload.queue, encode(payload),
+                num(now if settlement.retry_at is None else settlement.retry_at),
+                int(settlement.keep_dead), num(now), self.max_dead, num(self.dead_ttl_s),
+                event, run_id, node, json.dumps([error.error_class, error.error_message]),
+                token, settlement.processed, settlement.failed, minute, day,
+                STAT_MINUTE_TTL_S, STAT_DAY_TTL_S]
+        with translate("settle"):
+            result = self.scripts["settle"](keys=keys, args=args)
+        if result == "expired":
+            raise _expired(run_id)
+        transition = _transition(result[0]) if result[0] else Transition()
+        if (event == NodeEvent.FAILED and payload.node_id is not None
+                and transition.nodes.get(payload.node_id) is NodeStatus.DEAD):
+            transition = attrs.evolve(transition, errors={payload.node_id: error})
+        fetched = None
+        if len(result) == 3:
+            fetched = Delivery(result[2], fetch_from[int(result[1]) - 1])
+        return Settled(transition, fetched)
+
+    def stats(self, names: Sequence[str]) -> dict[str, int]:
+        """The counters `names`, 0 for one that is absent (or expired)."""
+        if not names:
+            return {}
+        with translate("stats"):
+            pipe = self.client.pipeline(transaction=False)
+            for name in names:
+                pipe.get(self.keys("stat", name))
+            values = pipe.execute()
+        return {name: int(value or 0) for name, value in zip(names, values, strict=True)}

@@ -1,0 +1,186 @@
+"""What happens when a job ends: one pure decision, carried out by one atomic settle.
+
+`decide` takes the outcome of a run (value, exception, timeout, stop), the payload, the
+job's options, the time and a random draw, and returns a `Settlement`: ack, retry at a
+time, or bury with a reason; the workflow event; the error record; the counters. An
+adapter's `settle` applies a Settlement in one atomic step (one Lua script on Redis, one
+locked method in memory); observers see it afterwards. A new concern adds a field here
+and a function to the settle script, never a branch in the executor.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import traceback
+from typing import Any
+
+import attrs
+
+from sideline.core.errors import JobStopped, JobTimeout, SchemaError
+from sideline.core.jobs import JobOptions
+from sideline.core.payload import Payload
+from sideline.core.retry import next_retry_delay_s
+
+__all__ = [
+    "BACKTRACE_LINES",
+    "Action",
+    "ErrorRecord",
+    "NodeEvent",
+    "Outcome",
+    "Settlement",
+    "bury",
+    "decide",
+    "stat_buckets",
+]
+
+BACKTRACE_LINES = 20
+"""How many lines of a backtrace an error record keeps (the innermost ones)."""
+
+
+class Action(enum.StrEnum):
+    """What happens to the job itself."""
+
+    ACK = "ack"
+    RETRY = "retry"
+    BURY = "bury"
+
+
+class NodeEvent(enum.StrEnum):
+    """What a workflow step's ending means for its run."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    """The step is dead: the run fails, or goes on if the step may fail (the graph says)."""
+
+
+@attrs.frozen
+class Outcome:
+    """How one run of a job ended: a value, or an exception (a timeout or a stop is one)."""
+
+    value: Any = None
+    error: BaseException | None = None
+    timed_out: bool = False
+    stopped: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the job returned without an error, in time and not stopped."""
+        return self.error is None and not self.timed_out and not self.stopped
+
+
+@attrs.frozen
+class ErrorRecord:
+    """An error as stored with retry and dead entries: class, message, trimmed backtrace."""
+
+    error_class: str
+    message: str
+    backtrace: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, error: BaseException, lines: int = BACKTRACE_LINES) -> ErrorRecord:
+        """The record of `error`, keeping the innermost `lines` lines of its backtrace."""
+        formatted = traceback.format_exception(type(error), error, error.__traceback__)
+        text = "".join(formatted).rstrip("\n").split("\n")
+        return cls(type(error).__name__, str(error), tuple(text[-lines:]))
+
+
+@attrs.frozen
+class Settlement:
+    """The decision about one delivery; `settle` applies all of it atomically.
+
+    Attributes:
+        action: ack, retry (at `retry_at`) or bury (with `reason`).
+        payload: what is stored: for a retry the payload with the error fields and the
+            retry count raised, for a burial with `dead_reason` too; for an ack the
+            payload as it ran.
+        retry_at: when a retried job is due (seconds since the epoch).
+        reason: why a job is buried.
+        keep_dead: a buried job goes to the dead set (False: it is dropped).
+        node: the event of a workflow step (None for a plain job or a step that must
+            not touch its run, like a forged one).
+        error: the error record of a failure.
+        exhausted: retries were exhausted (the retries-exhausted hook and death
+            handlers run, after the settle).
+        processed, failed: what the stats counters add (1/0, or 1/1).
+        release_unique: the uniqueness lock the job holds is released.
+    """
+
+    action: Action
+    payload: Payload
+    retry_at: float | None = None
+    reason: str | None = None
+    keep_dead: bool = True
+    node: NodeEvent | None = None
+    error: ErrorRecord | None = None
+    exhausted: bool = False
+    processed: int = 1
+    failed: int = 0
+    release_unique: bool = False
+
+
+def decide(outcome: Outcome, payload: Payload, options: JobOptions, now: float,
+           draw: float) -> Settlement:
+    """Decide what happens to a job that ran: the pure heart of the runtime.
+
+    Args:
+        outcome: how the run ended.
+        payload: the payload it ran with.
+        options: the job's declared options (retry_in, retry_schema_errors).
+        now: the time of the decision (seconds since the epoch).
+        draw: a uniform float in [0, 1) for the backoff's jitter.
+    """
+    step = payload.run_id is not None and payload.node_id is not None
+    if outcome.succeeded:
+        return Settlement(Action.ACK, payload, node=NodeEvent.SUCCEEDED if step else None,
+                          release_unique=payload.unique_key is not None)
+    error = outcome.error if outcome.error is not None else _stand_in(outcome)
+    record = ErrorRecord.of(error)
+    failed = attrs.evolve(payload, error_class=record.error_class,
+                          error_message=record.message, error_backtrace=list(record.backtrace),
+                          failed_at=now)
+    if isinstance(error, SchemaError) and not options.retry_schema_errors:
+        return _bury(failed, record, str(error), step, exhausted=True)
+    delay_s = next_retry_delay_s(payload.retry_count, payload.retry, error, draw,
+                                 options.retry_in)
+    if delay_s is not None:
+        retried = attrs.evolve(failed, retry_count=payload.retry_count + 1)
+        return Settlement(Action.RETRY, retried, retry_at=now + delay_s, error=record,
+                          failed=1)
+    if payload.retry == 0:
+        reason = f"failed (retry disabled) with {record.error_class}: {record.message}"
+    else:
+        reason = (f"retries exhausted ({payload.retry}) after {record.error_class}: "
+                  f"{record.message}")
+    return _bury(failed, record, reason, step, exhausted=True)
+
+
+def bury(payload: Payload, error: BaseException, reason: str, now: float, *,
+         workflow: bool = True) -> Settlement:
+    """Send a job to the dead set without running it (an unknown job, a poison pill, a
+    forged step...). With `workflow` False the job's run, if any, is not touched."""
+    record = ErrorRecord.of(error)
+    dead = attrs.evolve(payload, error_class=payload.error_class or record.error_class,
+                        error_message=payload.error_message or record.message,
+                        error_backtrace=payload.error_backtrace or list(record.backtrace),
+                        failed_at=payload.failed_at or now)
+    step = workflow and payload.run_id is not None and payload.node_id is not None
+    return _bury(dead, record, reason, step, exhausted=False)
+
+
+def _bury(payload: Payload, record: ErrorRecord, reason: str, step: bool, *,
+          exhausted: bool) -> Settlement:
+    return Settlement(Action.BURY, attrs.evolve(payload, dead_reason=reason), reason=reason,
+                      keep_dead=payload.dead, node=NodeEvent.FAILED if step else None,
+                      error=record, exhausted=exhausted, failed=1)
+
+
+def _stand_in(outcome: Outcome) -> BaseException:
+    return JobTimeout("the job ran past its timeout") if outcome.timed_out else JobStopped(
+        "the job was stopped")
+
+
+def stat_buckets(now: float) -> tuple[str, str]:
+    """The per-minute and per-day bucket names of `now` (UTC): "YYYY-MM-DDTHH:MM", "YYYY-MM-DD"."""
+    moment = datetime.datetime.fromtimestamp(now, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M"), moment.strftime("%Y-%m-%d")
