@@ -96,7 +96,7 @@ def crash_and_recover() -> None:
         ran.append(label)
 
     run_id = Workflow(Chain(step.s("a"), step.s("b"))).run()
-    backend.faults.inject("complete_node", "before")  # fail once, before the operation applies
+    backend.faults.inject("settle", "before")  # fail once, before the operation applies
     try:
         app.drain()
     except InjectedFault as exc:

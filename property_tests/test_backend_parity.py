@@ -1,14 +1,14 @@
 """Memory and Redis adapters driven side by side: after every step they must agree.
 
 A RuleBasedStateMachine creates random workflow runs and then fetches, begins,
-completes, fails, retries later, requeues (held and no longer held deliveries),
-abandons (crash), recovers, retries dead jobs, cancels (with scheduled and retry
-entries present, callbacks' too), extends a run's TTL, writes run memory, completes
-nodes of finished runs and moves time past expiries, applying each step to every
-backend. After every step the invariant compares what each backend stores: run
-states or summaries (and which runs expired), run memory, queue contents,
-in-progress jobs and the scheduled, retry and dead sets. A behaviour that differs is
-a bug in one adapter.
+completes, fails, settles with random Settlements (the settle port), retries later,
+requeues (held and no longer held deliveries), abandons (crash), recovers, retries
+dead jobs, cancels (with scheduled and retry entries present, callbacks' too),
+extends a run's TTL, writes run memory, completes nodes of finished runs and moves
+time past expiries, applying each step to every backend. After every step the
+invariant compares what each backend stores: run states or summaries (and which runs
+expired), run memory, queue contents, in-progress jobs, the scheduled, retry and dead
+sets and the stats counters. A behaviour that differs is a bug in one adapter.
 
 The fakeredis machine runs in every profile; the real-Redis one runs fewer steps.
 """
@@ -36,8 +36,9 @@ from sideline.adapters.memory import MemoryBackend
 from sideline.core.errors import SidelineError
 from sideline.core.jobs import Signature
 from sideline.core.payload import Payload, decode, encode
-from sideline.core.ports import Backend, Delivery
+from sideline.core.ports import Backend, Delivery, Settled
 from sideline.core.run import NodeStatus, RunPlan, RunSummary, Transition, start
+from sideline.core.settlement import Action, NodeEvent, Settlement, stat_buckets
 from sideline.core.workflow import Dag, DagStep, WithDelay, compile
 
 WORKER = "w1"
@@ -72,6 +73,15 @@ def _plan(run_id: str, dag: Dag, ttl_s: int = 3600, finished_ttl_s: int = 3600,
                                 args=[run_id], created_at=0.0)) for which in ("success", "failure")]
     return RunPlan(run_id, graph, payloads, callbacks[0], callbacks[1], ttl_s=ttl_s,
                    finished_ttl_s=finished_ttl_s, keep_memory=keep_memory)
+
+
+_SETTLEMENT_CHOICES = st.fixed_dictionaries({
+    "action": st.sampled_from(list(Action)),
+    "node": st.sampled_from([None, NodeEvent.SUCCEEDED, NodeEvent.FAILED]),
+    "keep_dead": st.booleans(), "counts": st.sampled_from([(1, 0), (1, 1), (0, 0)]),
+    "unique": st.sampled_from([None, "right", "wrong"]),
+    "fetch_from": st.sampled_from([(), (QUEUE,), ("callbacks", QUEUE)])})
+"""A random Settlement's choices, as settle_port takes them."""
 
 
 class Parity(RuleBasedStateMachine):
@@ -156,6 +166,57 @@ class Parity(RuleBasedStateMachine):
             stale.append(held.pop(index))
             outcomes.append(outcome)
         assert all(o == outcomes[0] for o in outcomes), f"{action} differs: {outcomes}"
+
+    @rule(callbacks_first=st.booleans(), choices=_SETTLEMENT_CHOICES)
+    def fetch_and_settle_port(self, callbacks_first: bool, choices: dict[str, Any]) -> None:
+        """The common path through the settle port: take the next job and settle it at once."""
+        self.fetch(callbacks_first)
+        if self.held[0]:
+            self.settle_port(index=len(self.held[0]) - 1, **choices)
+
+    @precondition(lambda self: bool(self.held[0]))
+    @rule(index=st.integers(0, 10), choices=_SETTLEMENT_CHOICES)
+    def settle_port_held(self, index: int, choices: dict[str, Any]) -> None:
+        """Settle any held job (not only the newest) through the settle port."""
+        self.settle_port(index=index, **choices)
+
+    def settle_port(self, *, index: int, action: Action, node: NodeEvent | None, keep_dead: bool,
+                    counts: tuple[int, int], unique: str | None,
+                    fetch_from: tuple[str, ...]) -> None:
+        """Settle a held job with a random Settlement through the one atomic port; a run whose
+        state is gone (RunExpired) leaves it held, and it is buried as a worker would."""
+        index %= len(self.held[0])
+        now = self.tick()
+        outcomes, locks = [], []
+        for backend, held, stale in zip(self.backends, self.held, self.stale, strict=True):
+            delivery = held[index]
+            payload = decode(delivery.raw)
+            token = None if unique is None else backend.acquire_lock("u", 60, now)
+            if token is not None:
+                payload = attrs.evolve(payload, unique_key="u",
+                                       unique_token=token if unique == "right" else "wrong")
+            settlement = Settlement(
+                action, attrs.evolve(payload, error_class="Boom", error_message="broke"),
+                retry_at=now + 3.0 if action is Action.RETRY else None,
+                reason="died" if action is Action.BURY else None, keep_dead=keep_dead,
+                node=node if payload.node_id is not None else None,
+                processed=counts[0], failed=counts[1], release_unique=unique is not None)
+            settled = _outcome(backend.settle, WORKER, delivery, settlement, now,
+                               list(fetch_from))
+            if token is not None:
+                locks.append(backend.release_lock("u", token))
+            if isinstance(settled, Settled):
+                stale.append(held.pop(index))
+                if settled.next is not None:
+                    held.append(settled.next)
+                outcomes.append((_brief(settled.transition), settled.next and _ident(
+                    settled.next.raw)))
+            else:
+                backend.kill(WORKER, delivery, decode(delivery.raw), now)
+                stale.append(held.pop(index))
+                outcomes.append(settled)
+        assert all(o == outcomes[0] for o in outcomes), f"settle differs: {outcomes}"
+        assert len(set(locks)) <= 1, f"unique lock release differs: {locks}"
 
     @rule()
     def crash_and_recover(self) -> None:
@@ -294,15 +355,21 @@ class Parity(RuleBasedStateMachine):
                 runs[run_id] = state
             elif state is not None:
                 runs[run_id] = (state.status, state.nodes, state.remaining, state.finished_at,
-                                state.updated_at, state.failure_fired, state.errors)
+                                state.updated_at, state.failure_fired, state.errors,
+                                state.started_at, state.ended_at, state.attempts)
+        listed = backend.recent_runs(0, 10, self.now)  # the runs index, newest first
         return {
             "runs": runs,
+            "index": [r.run_id if isinstance(r, RunSummary) else r.plan.run_id for r in listed],
             "memory": {run_id: backend.read(run_id, None, self.now) for run_id in self.run_ids},
             "queues": {q: [_ident(r) for r in backend.peek(q, 1000)] for q in (QUEUE, "callbacks")},
             "in_progress": sorted(_ident(r) for r in backend.in_progress(WORKER)),
-            "sets": {kind: [(e.at, e.payload.jid, e.payload.dead_reason)
+            "sets": {kind: [(e.at, e.key, e.payload.jid, e.payload.dead_reason)
                             for e in backend.entries(kind, 1000)]
                      for kind in ("scheduled", "retry", "dead")},
+            "stats": backend.stats([f"{name}{bucket}" for name in ("processed", "failed")
+                                    for bucket in ("", *(f":{b}" for b in stat_buckets(
+                                        self.now)))]),
         }
 
 

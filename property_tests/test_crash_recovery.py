@@ -3,7 +3,7 @@
 A manual loop plays several workers against one MemoryBackend in "collect" mode: it
 fetches deliveries, holds them, and processes them in a drawn order with
 `sideline.runtime.executor.process`, while Hypothesis decides where faults are injected
-(begin_node / complete_node, before or after the atomic step), when a worker dies
+(begin_node / settle, before or after the atomic step), when a worker dies
 with jobs in hand, when a dead worker's jobs are recovered, and which deliveries are
 duplicated. Whatever happens, completions count once, each node's payload is pushed
 once by the workflow machinery, no node starts before its predecessors completed,
@@ -185,7 +185,7 @@ class _Harness:
 
 _trees = st.one_of(workflow_trees(max_leaves=8, max_steps=14, min_root_width=3),
                    dag_workflows(max_entries=5, max_leaves=7)).filter(lambda tree: len(leaves(tree)) >= 3)
-_faults = st.sampled_from([("complete_node", "before"), ("complete_node", "after"),
+_faults = st.sampled_from([("settle", "before"), ("settle", "after"),
                            ("begin_node", "before"), ("begin_node", "after")])
 
 

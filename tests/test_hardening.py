@@ -5,6 +5,7 @@ that survives its steps failing. Each test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -235,16 +236,16 @@ def test_an_unexpected_error_while_settling_dead_letters_the_job(
     app = App()
     ran: list[int] = []
     app.job(name="rec")(ran.append)
-    original = app.backend.ack
+    original = app.backend.settle
     calls = {"n": 0}
 
-    def broken_ack(worker_id: str, delivery: Any) -> None:
+    def broken_settle(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             raise ValueError("driver bug")
-        original(worker_id, delivery)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(app.backend, "ack", broken_ack)
+    monkeypatch.setattr(app.backend, "settle", broken_settle)
     with app.worker(concurrency=1, fetch_timeout_s=0.05) as worker:
         app.enqueue("rec", [1])
         app.enqueue("rec", [2])
@@ -292,3 +293,27 @@ def test_listing_a_set_never_fails_on_an_entry_written_by_hand() -> None:
     [entry] = backend.entries("dead")
     assert (entry.payload.name, entry.payload.jid) == ("<undecodable>", "forged")
     assert (entry.payload.dead_reason or "").startswith("undecodable payload: ")
+
+
+def test_quiet_and_stop_signals_from_the_admin_api_reach_the_worker() -> None:
+    app = App()
+    with app.worker(concurrency=1, poll_interval_s=0.01, heartbeat_interval_s=0.02) as worker:
+        assert app.admin.quiet(worker.worker_id)
+        wait_until(worker._quiet.is_set)
+        assert not worker.stop_requested.is_set()
+        assert app.admin.stop(worker.worker_id)
+        wait_until(worker.stop_requested.is_set)
+
+
+def test_the_heartbeat_says_what_runs_and_since_when() -> None:
+    app = App()
+    release = threading.Event()
+    job = app.job(name="hold")(lambda: release.wait(5))
+    with app.worker(concurrency=1, poll_interval_s=0.01, heartbeat_interval_s=0.02) as worker:
+        jid = job.enqueue()
+        wait_until(lambda: worker.busy == 1)
+        wait_until(lambda: '"hold"' in app.backend.workers(app.clock.now())[0].info["work"])
+        [work] = json.loads(app.backend.workers(app.clock.now())[0].info["work"])
+        assert (work["jid"], work["name"], work["queue"]) == (jid, "hold", "default")
+        assert work["since"] <= app.clock.now()
+        release.set()

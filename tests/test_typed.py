@@ -388,7 +388,7 @@ def test_a_crash_between_memory_write_and_completion_reruns_the_step_idempotentl
 
     run_id = Workflow(Chain(score.s(text="a"), score.s()), app=app,
                       memory={"text": "b"}).run()
-    backend.faults.inject("complete_node", "before")  # the worker dies right after the write
+    backend.faults.inject("settle", "before")  # the worker dies right after the write
     with pytest.raises(InjectedFault):
         app.drain()
     assert app.memory(run_id)["summary"] == "A"  # written, but the step is not completed

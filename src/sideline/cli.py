@@ -23,7 +23,7 @@ from sideline.demo import run_demo
 from sideline.runtime.app import App
 from sideline.runtime.config import WorkerSettings
 from sideline.runtime.worker import Worker
-from sideline.runtime.workflows import RunInfo, status
+from sideline.runtime.workflows import NodeInfo, RunInfo, status
 
 __all__ = ["load_app", "main"]
 
@@ -49,9 +49,10 @@ def load_app(target: str | None) -> App:
 
 
 def _print_run(info: RunInfo) -> None:
-    """The run's status and node counts, then every node; a compacted run (succeeded or
-    cancelled) has no per-node states left, so its times are printed instead. Dead nodes
-    are listed with the error each died of."""
+    """The run's status and node counts, then every node with its attempts, last start and
+    end (UTC), duration and, if dead, its error; a compacted run (succeeded or cancelled)
+    has no per-node states left, so its times are printed instead. Dead nodes are listed
+    with the error each died of."""
     print(f"run {info.run_id}: {info.status}  {info.counts()}")
     if info.compacted:
         finished = ("" if info.finished_at is None else
@@ -62,10 +63,32 @@ def _print_run(info: RunInfo) -> None:
     for node in info.nodes:
         call = f"{node.job}({', '.join(json.dumps(a) for a in node.args)})"
         print(f"  node {node.id:>3}  {node.status:<10} {call:<36} queue={node.queue} "
-              f"-> {list(node.successors)}")
+              f"-> {list(node.successors)}{_node_detail(node)}")
     for dead in info.failed:
         error = ": ".join(part for part in (dead.error_class, dead.error_message) if part)
         print(f"  failed node {dead.node_id:>3}  {dead.job}  {error or 'error unknown'}")
+
+
+def _node_detail(node: NodeInfo) -> str:
+    """A node's attempts, times and error, as the tail of its status line."""
+    parts = [f"attempts={node.attempts}"]
+    if node.started_at is not None:
+        parts.append(f"started={_when(node.started_at)}")
+    if node.ended_at is not None:
+        parts.append(f"ended={_when(node.ended_at)}")
+    if node.duration_s is not None:
+        parts.append(f"({node.duration_s:.2f} s)")
+    error = ": ".join(part for part in (node.error_class, node.error_message) if part)
+    if error:
+        parts.append(f"error={error}")
+    return "  " + "  ".join(parts)
+
+
+def _node_json(node: NodeInfo) -> dict[str, object]:
+    return {"status": str(node.status), "started_at": node.started_at,
+            "ended_at": node.ended_at, "duration_s": node.duration_s,
+            "attempts": node.attempts, "error_class": node.error_class,
+            "error_message": node.error_message}
 
 
 def _when(epoch_s: float) -> str:
@@ -115,7 +138,9 @@ def _worker(args: argparse.Namespace) -> int:
     worker.start()
     print(f"sideline worker {worker.worker_id} ready", flush=True)
     while not done.wait(0.5):
-        pass
+        if worker.stop_requested.is_set():  # `app.admin.stop(worker_id)`, from anywhere
+            log.info("stop requested through the admin API: stopping")
+            break
     worker.stop()
     app.backend.close()
     return 0
@@ -129,11 +154,15 @@ def _status(args: argparse.Namespace) -> int:
     finally:
         app.backend.close()
     if args.json:
-        # A compacted run has no per-node states ("nodes" is empty): "counts" still holds.
-        print(json.dumps({"run_id": info.run_id, "status": str(info.status),
-                          "nodes": {str(n.id): str(n.status) for n in info.nodes},
-                          "compacted": info.compacted, "counts": info.counts(),
-                          "failed": [attrs.asdict(dead) for dead in info.failed]}))
+        # A compacted run has no per-node states ("nodes" is empty, "node_details"
+        # absent): "counts" still holds.
+        data = {"run_id": info.run_id, "status": str(info.status),
+                "nodes": {str(n.id): str(n.status) for n in info.nodes},
+                "compacted": info.compacted, "counts": info.counts(),
+                "failed": [attrs.asdict(dead) for dead in info.failed]}
+        if not info.compacted:
+            data["node_details"] = {str(n.id): _node_json(n) for n in info.nodes}
+        print(json.dumps(data))
     else:
         _print_run(info)
     return 0

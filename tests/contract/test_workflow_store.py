@@ -355,3 +355,52 @@ def test_requeue_of_a_step_no_longer_held_pushes_nothing(backend: Backend) -> No
     assert backend.requeue("w", held) is True
     assert queued_jids(backend) == ["run1.1"]
     assert backend.in_progress("w") == []
+
+
+def _run_ids(runs: list[RunState | RunSummary]) -> list[str]:
+    return [r.run_id if isinstance(r, RunSummary) else r.plan.run_id for r in runs]
+
+
+def test_recent_runs_are_newest_first_in_windows(backend: Backend) -> None:
+    for i, run_id in enumerate(["b", "a", "c", "d"]):
+        state, transition = new_run(Chain(sig("A")), run_id=run_id, now=100.0 + i // 2)
+        backend.create_run(state, transition, 100.0 + i // 2)
+    # c and d at 101, then a and b at 100: equal times in reverse run id order
+    assert _run_ids(backend.recent_runs(0, 10, 102.0)) == ["d", "c", "b", "a"]
+    assert _run_ids(backend.recent_runs(1, 2, 102.0)) == ["c", "b"]
+    assert backend.recent_runs(4, 2, 102.0) == []
+    assert backend.recent_runs(0, 0, 102.0) == []
+
+
+def test_recent_runs_list_summaries_and_drop_runs_that_are_gone(backend: Backend) -> None:
+    for i, run_id in enumerate(["old", "done", "live"]):
+        state, transition = new_run(Chain(sig("A")), run_id=run_id, now=100.0 + i,
+                                    ttl_s=5 if run_id == "old" else 60)
+        backend.create_run(state, transition, 100.0 + i)
+    assert backend.cancel_run("done", 103.0)
+    # at 110 "old" (ttl 5 s) is gone: reading past it drops it and goes on
+    found = backend.recent_runs(1, 5, 110.0)
+    assert _run_ids(found) == ["done"]
+    assert isinstance(found[0], RunSummary)
+    assert _run_ids(backend.recent_runs(0, 5, 110.0)) == ["live", "done"]
+    assert _run_ids(backend.recent_runs(0, 1, 110.0)) == ["live"]
+
+
+def test_node_times_and_attempts_follow_begin_complete_and_fail(backend: Backend) -> None:
+    state, transition = new_run(Chain(sig("A"), sig("B")))
+    backend.create_run(state, transition, 100.0)
+    delivery, node = fetch_node(backend)
+    assert backend.begin_node("run1", node, 101.0) is Begin.RUN
+    assert backend.begin_node("run1", node, 102.0) is Begin.RUN  # a retry: still running
+    backend.complete_node("w", delivery, "run1", node, 103.0)
+    b_delivery, b_node = fetch_node(backend)
+    assert backend.begin_node("run1", b_node, 104.0) is Begin.RUN
+    dead = attrs.evolve(decode(b_delivery.raw), dead_reason="died", error_class="Boom",
+                        error_message="broke")
+    backend.fail_node("w", b_delivery, dead, 105.0)
+    assert backend.begin_node("run1", node, 106.0) is Begin.SKIP  # not an attempt
+    stored = backend.get_run("run1", 106.0)
+    assert isinstance(stored, RunState)
+    assert (stored.started_at, stored.ended_at, stored.attempts) == (
+        {0: 101.0, 1: 104.0}, {0: 103.0, 1: 105.0}, {0: 2, 1: 1})
+    assert stored.errors == {1: NodeError("Boom", "broke")}

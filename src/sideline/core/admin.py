@@ -152,6 +152,7 @@ class AdminStore(Protocol):
     """What the admin API needs from a backend beyond the runtime's ports.
 
     Every method is one atomic step; paging is a window over one list or sorted set.
+    The counters are read through `SettlePort.stats` (names from `stat_name`).
     """
 
     def queue_page(self, queue: str, start: int, count: int) -> list[str]:
@@ -201,14 +202,11 @@ class AdminStore(Protocol):
         """The signal stored for a worker, if any (what the worker polls)."""
         ...
 
-    def stats(self, names: Sequence[str]) -> dict[str, int]:
-        """The counters `names` (see `stat_name`); a missing counter is 0."""
-        ...
-
 
 def stat_name(kind: str, bucket: str | None = None) -> str:
-    """A counter's name: "stat:processed", or per bucket "stat:failed:2026-11-29"."""
-    return f"stat:{kind}" if bucket is None else f"stat:{kind}:{bucket}"
+    """A counter's name as `AdminStore.stats` takes it: "processed", or per bucket
+    "failed:2026-11-29" (on Redis, the key "{namespace}:stat:<name>")."""
+    return kind if bucket is None else f"{kind}:{bucket}"
 
 
 def page_window(page: int, per_page: int) -> tuple[int, int]:

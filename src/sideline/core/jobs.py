@@ -111,8 +111,6 @@ class Signature:
     kwargs: Mapping[str, Any] = attrs.field(factory=dict)
     queue: str | None = None
     allow_failure: bool = False
-    app: object = attrs.field(default=None, eq=False, repr=False)
-    """The application that declared the job (opaque to the core); lets Workflow find it."""
     namespace: str | None = None
     """Typed steps: write the output to run memory as "<namespace>.<key>"."""
     reads: Mapping[str, str] = attrs.field(factory=dict)

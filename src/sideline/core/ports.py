@@ -295,6 +295,17 @@ class WorkflowStore(Protocol):
         """Push back the run's expiry to now + ttl_s; False if it is already gone."""
         ...
 
+    def recent_runs(self, start: int, count: int, now: float) -> list[RunState | RunSummary]:
+        """Up to `count` runs from position `start` of the runs index, newest first.
+
+        Every run enters the index when created (ordered by created_at, then run id; only
+        the newest core.run.RUN_INDEX_SIZE are kept). An entry whose state and summary are
+        both gone (get_run says None) is dropped from the index as it is read, and reading
+        goes on past it, so fewer than `count` runs means the index is exhausted; reading
+        windows 0, count, 2*count... in turn sees each listed run once.
+        """
+        ...
+
 
 class MemoryStore(Protocol):
     """Per-run key/value memory: what typed workflow steps hand to each other.

@@ -17,6 +17,7 @@ from sideline.core.workflow import Graph
 
 __all__ = [
     "FINISHED_TTL_S",
+    "RUN_INDEX_SIZE",
     "RUN_TTL_S",
     "SETTLED",
     "Begin",
@@ -45,6 +46,8 @@ RUN_TTL_S = 7 * 24 * 3600
 """Default seconds a run's state lives after its last change while it can progress."""
 FINISHED_TTL_S = 24 * 3600
 """Default seconds a finished run lingers (its summary, or a failed run's whole state)."""
+RUN_INDEX_SIZE = 10_000
+"""How many of the newest runs the runs index (WorkflowStore.recent_runs) keeps."""
 
 
 class NodeStatus(enum.StrEnum):
@@ -121,11 +124,19 @@ class RunState:
     failure_fired: bool = False
     errors: dict[int, NodeError] = attrs.field(factory=dict)
     """The last error each node died of (kept after a revive; only dead nodes report it)."""
+    started_at: dict[int, float] = attrs.field(factory=dict)
+    """When each node last became running (a retry of a running node keeps it)."""
+    ended_at: dict[int, float] = attrs.field(factory=dict)
+    """When each node last became succeeded or dead (cleared when it becomes running)."""
+    attempts: dict[int, int] = attrs.field(factory=dict)
+    """How many times each node's job began running: +1 each time begin_node says RUN (a
+    retry and a revived node's re-run included); counted by the adapter's begin_node."""
 
     def copy(self) -> RunState:
         """An independent copy (the plan is immutable and shared; the containers are copied)."""
         return attrs.evolve(self, nodes=list(self.nodes), remaining=list(self.remaining),
-                            errors=dict(self.errors))
+                            errors=dict(self.errors), started_at=dict(self.started_at),
+                            ended_at=dict(self.ended_at), attempts=dict(self.attempts))
 
 
 @attrs.frozen
@@ -299,8 +310,12 @@ def plan_cancel(state: RunState) -> Transition:
 
 
 def apply(state: RunState, transition: Transition, now: float) -> None:
-    """Write `transition` into `state` (the adapter's half of plan + apply)."""
+    """Write `transition` into `state` (the adapter's half of plan + apply), stamping the
+    node times: a node becoming running starts (its end is cleared), one becoming
+    succeeded or dead ends."""
     for node_id, status in transition.nodes.items():
+        if state.nodes[node_id] is not status:
+            _stamp(state, node_id, status, now)
         state.nodes[node_id] = status
     for node_id, count in transition.remaining.items():
         state.remaining[node_id] = count
@@ -392,6 +407,14 @@ def _finish_node(state: RunState, node_id: int, nodes: dict[int, NodeStatus]) ->
     return Transition(nodes=nodes, remaining=remaining, releases=tuple(releases),
                       status=run_status, callback=callback, finished=finished,
                       reopened=reopened)
+
+
+def _stamp(state: RunState, node_id: int, status: NodeStatus, now: float) -> None:
+    if status is NodeStatus.RUNNING:
+        state.started_at[node_id] = now
+        state.ended_at.pop(node_id, None)
+    elif status in (NodeStatus.SUCCEEDED, NodeStatus.DEAD):
+        state.ended_at[node_id] = now
 
 
 def _released_status(release: Release) -> NodeStatus:

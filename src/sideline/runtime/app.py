@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import attrs
 
@@ -22,6 +23,7 @@ from sideline.environment import env_number
 from sideline.runtime import orphans as orphan_ops
 from sideline.runtime import typed, workflows
 from sideline.runtime._env import SystemClock, new_id, system_random
+from sideline.runtime.admin import Admin, AdminBackend
 from sideline.runtime.config import WorkerSettings
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import ClientMiddleware, ServerMiddleware, run_client_chain
@@ -330,6 +332,13 @@ class App:
     def recovered(self, limit: int = 100) -> list[Recovery]:
         """The log of recovered jobs, newest first (instance, time orphaned, args, ...)."""
         return orphan_ops.recovery_log(self, limit)
+
+    @functools.cached_property
+    def admin(self) -> Admin:
+        """The admin API: stats, queues, the scheduled/retry/dead sets, workers, orphans."""
+        # Every adapter implements AdminStore (tests/contract/test_admin_store.py).
+        return Admin(cast("AdminBackend", self.backend), self.clock, orphans=self,
+                     after_push=self.after_push)
 
     def worker(self, **options: Any) -> Worker:
         """A Worker for this app (not started): options as for Worker; a setting not given

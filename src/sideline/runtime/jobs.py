@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -11,10 +13,25 @@ from sideline.runtime import typed
 if TYPE_CHECKING:
     from sideline.runtime.app import App
 
-__all__ = ["Job"]
+__all__ = ["Job", "declaring_app"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_declared: dict[str, weakref.ref[App]] = {}
+_declared_lock = threading.Lock()
+
+
+def declaring_app(name: str) -> App | None:
+    """The live App that last declared a job named `name`, if any.
+
+    How `Workflow(tree)` finds its app without `app=`: a signature names its job and
+    holds no app (core definitions know nothing of the runtime). When two live apps
+    declare the same name, the later declaration wins; pass `app=` to choose.
+    """
+    with _declared_lock:
+        ref = _declared.get(name)
+    return None if ref is None else ref()
 
 
 class Job(Generic[P, R]):
@@ -23,6 +40,8 @@ class Job(Generic[P, R]):
     def __init__(self, app: App, spec: JobSpec) -> None:
         self.app = app
         self.spec = spec
+        with _declared_lock:
+            _declared[spec.name] = weakref.ref(app)
         self.name = spec.name
         self.__doc__ = getattr(spec.func, "__doc__", None)
 
@@ -41,7 +60,7 @@ class Job(Generic[P, R]):
                 given are fine: they come from the run's memory when the step runs).
         """
         typed.check_arguments(self.spec, args, kwargs, partial=True)
-        return Signature(self.name, tuple(args), dict(kwargs), app=self.app)
+        return Signature(self.name, tuple(args), dict(kwargs))
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
         """Push the job now; return its jid (None if client middleware dropped it)."""

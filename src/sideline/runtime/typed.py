@@ -10,7 +10,7 @@ memory, and the checked output is written back to it (see docs/typed.md).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -20,10 +20,26 @@ from sideline.core.jobs import JobSpec
 from sideline.core.payload import Payload, check_json_native
 
 if TYPE_CHECKING:
-    from sideline.runtime.app import App
+    from sideline.core.clock import Clock
+    from sideline.core.ports import Backend
 
-__all__ = ["Outcome", "check_arguments", "explicit_arguments", "hydrate", "invoke", "memory_values",
-           "perform"]
+__all__ = ["Outcome", "RunAccess", "check_arguments", "explicit_arguments", "hydrate", "invoke",
+           "memory_values", "perform"]
+
+
+class RunAccess(Protocol):
+    """What reading a run's state or memory needs: the backend and the clock.
+
+    An App has both; a function typed with this takes only what it uses (STYLE 13).
+    """
+
+    @property
+    def backend(self) -> Backend:
+        """The ports: queues, runs, run memory."""
+
+    @property
+    def clock(self) -> Clock:
+        """The time source."""
 
 
 @attrs.frozen
@@ -81,7 +97,7 @@ def check_arguments(spec: JobSpec, args: Sequence[Any], kwargs: Mapping[str, Any
         schema.structure(explicit, spec.input, subject)
 
 
-def hydrate(app: App, spec: JobSpec, payload: Payload) -> dict[str, Any]:
+def hydrate(app: RunAccess, spec: JobSpec, payload: Payload) -> dict[str, Any]:
     """The step's argument dict with the Input fields it lacks filled in from run memory.
 
     Explicit arguments win over memory; memory wins over the schema's defaults. A field

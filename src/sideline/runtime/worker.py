@@ -8,6 +8,7 @@ Sidekiq does).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -17,11 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
-from sideline.core.errors import BackendError, ConfigurationError, SidelineError
+from sideline.core.errors import BackendError, ConfigurationError, PayloadError, SidelineError
 from sideline.core.jobs import check_queue_name
+from sideline.core.payload import decode
 from sideline.core.ports import Delivery
 from sideline.runtime._env import new_id
 from sideline.runtime.executor import process
+from sideline.runtime.observers import notify
 from sideline.runtime.orphans import find_orphans, forget_emptied, recover_orphans
 
 if TYPE_CHECKING:
@@ -94,6 +97,9 @@ class Worker:
         self.shutdown_timeout_s = shutdown_timeout_s
         self._quiet = threading.Event()
         self._stop = threading.Event()
+        self.stop_requested = threading.Event()
+        """Set when a "stop" signal arrived (admin API); the process owning the worker
+        calls stop() (`sideline worker` does)."""
         self._threads: list[threading.Thread] = []
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_ttl_s = heartbeat_ttl_s
@@ -101,6 +107,7 @@ class Worker:
         self.prefetch = prefetch
         self.reconcile_interval_s = reconcile_interval_s
         self._busy: dict[int, Delivery] = {}
+        self._since: dict[int, float] = {}  # when each thread's job started
         self._prefetched: deque[Delivery] = deque()
         self._waiting = 0  # threads inside a blocking fetch
         self._busy_lock = threading.Lock()
@@ -133,6 +140,7 @@ class Worker:
             thread.start()
         log.info("worker %s started: %d threads, queues %s", self.worker_id, self.concurrency,
                  list(self.weights))
+        notify(self.app.observers, "worker_started", self.worker_id)
         return self
 
     def quiet(self) -> None:
@@ -178,6 +186,7 @@ class Worker:
                           "this worker's heartbeat expires")
         self._threads = []
         log.info("worker %s stopped", self.worker_id)
+        notify(self.app.observers, "worker_stopped", self.worker_id)
 
     def __enter__(self) -> Worker:
         return self.start()
@@ -191,6 +200,21 @@ class Worker:
         """How many jobs are running now."""
         with self._busy_lock:
             return len(self._busy)
+
+    def work(self) -> list[dict[str, object]]:
+        """What runs here now: jid, job name, queue, run id and since when, per job."""
+        with self._busy_lock:
+            running = [(self._since.get(ident, 0.0), delivery)
+                       for ident, delivery in self._busy.items()]
+        found: list[dict[str, object]] = []
+        for since, delivery in sorted(running, key=lambda item: item[0]):
+            try:
+                payload = decode(delivery.raw)
+            except PayloadError:
+                continue  # on its way to the dead set
+            found.append({"jid": payload.jid, "name": payload.name, "queue": delivery.queue,
+                          "run_id": payload.run_id, "since": since})
+        return found
 
     def threads_alive(self) -> int:
         """How many of this worker's threads (job threads and the poller) are running."""
@@ -217,43 +241,60 @@ class Worker:
 
     def _work(self) -> None:
         ident = threading.get_ident()
+        handed: Delivery | None = None  # the next job, taken by the last settle
         while not self._quiet.is_set():
             try:
-                self._work_once(ident)
+                handed = self._work_once(ident, handed)
             except BaseException:  # nothing raised here may end the thread
                 log.exception("worker thread failed unexpectedly; going on in 1 s")
+                handed = None  # if it was held, reconciling puts it back
                 self._stop.wait(1.0)
+        if handed is not None:
+            self._hand_back(handed)
 
-    def _work_once(self, ident: int) -> None:
-        """Fetch one job and process it."""
-        backend = self.app.backend
+    def _hand_back(self, delivery: Delivery) -> None:
         try:
-            delivery = self._next_delivery()
-        except Exception as exc:  # a fetch error: whatever Redis moved may be unaccounted for
-            with self._busy_lock:
-                self._busy.pop(ident, None)
-            log.warning("fetch failed (%s: %s); retrying in 1 s", type(exc).__name__, exc)
-            self._reconcile_soon()
-            self._stop.wait(1.0)
-            return
+            self.app.backend.requeue(self.worker_id, delivery)
+        except SidelineError:
+            log.exception("could not push back a job on stop; recovery moves it later")
+
+    def _work_once(self, ident: int, handed: Delivery | None) -> Delivery | None:
+        """Process one job (the handed one, else a fetched one); return the next, if the
+        settle took one."""
+        delivery = handed
+        if delivery is None:
+            try:
+                delivery = self._next_delivery()
+            except Exception as exc:  # a fetch error: what Redis moved may be unaccounted for
+                with self._busy_lock:
+                    self._busy.pop(ident, None)
+                log.warning("fetch failed (%s: %s); retrying in 1 s", type(exc).__name__, exc)
+                self._reconcile_soon()
+                self._stop.wait(1.0)
+                return None
         if delivery is None or self._quiet.is_set():
             with self._busy_lock:
                 self._busy.pop(ident, None)
             if delivery is not None:  # fetched while stopping: hand it straight back
-                backend.requeue(self.worker_id, delivery)
-            return
+                self._hand_back(delivery)
+            return None
         with self._busy_lock:
             self._busy[ident] = delivery
+            self._since[ident] = self.app.clock.now()
+            # the settle takes the next job only when nothing waits in the prefetch buffer
+            fetch_from = () if self._prefetched else self.queue_order()
         try:
-            process(self.app, self.worker_id, delivery, persist=self._persist)
+            following = process(self.app, self.worker_id, delivery, persist=self._persist,
+                                fetch_from=fetch_from)
         except SidelineError:
             # The backend failed while settling and the worker is stopping: stop() pushes
             # the job back; if that fails too, recovery moves it once this worker is gone.
             log.exception("could not settle job from %s while stopping", delivery.queue)
-            return  # stays in _busy, so stop() pushes it back
+            return None  # stays in _busy, so stop() pushes it back
         with self._busy_lock:
             self._busy.pop(ident, None)
             self.processed += 1
+        return following
 
     def _next_delivery(self) -> Delivery | None:
         """A prefetched job (claimed), else one fetched now, else a blocking fetch.
@@ -320,6 +361,7 @@ class Worker:
                 beat_ok = self._safely("heartbeat", self._heartbeat) is not _FAILED
                 if beat_ok:
                     next_beat = now + self.heartbeat_interval_s
+                    self._safely("reading signals", self._obey_signal)
             if beat_ok and now >= next_recovery:  # judge others only after beating ourselves
                 self._safely("recovery", self.recover_dead_workers)
                 next_recovery = min(now + self.recovery_interval_s, self._next_expiry + 0.05)
@@ -373,6 +415,16 @@ class Worker:
             self._next_reconcile = min(self._next_reconcile, now + self.reconcile_interval_s)
         return pushed
 
+    def _obey_signal(self) -> None:
+        """Act on a quiet or stop signal sent through the admin API (`app.admin.quiet`)."""
+        read = getattr(self.app.backend, "worker_signal", None)
+        signal = read(self.worker_id) if read is not None else None
+        if signal in ("quiet", "stop") and not self._quiet.is_set():
+            log.info("worker %s: %s signal received: no new jobs", self.worker_id, signal)
+            self.quiet()
+        if signal == "stop" and not self.stop_requested.is_set():
+            self.stop_requested.set()
+
     def _take_over_previous_incarnations(self) -> None:
         """Recover at once what earlier incarnations of this instance held: a process that
         restarts under the same instance id cannot still be running their jobs."""
@@ -394,9 +446,11 @@ class Worker:
         info = {"instance": self.instance_id, "incarnation": self.incarnation,
                 "host": socket.gethostname(), "pid": str(os.getpid()),
                 "concurrency": str(self.concurrency), "busy": str(self.busy),
-                "queues": ",".join(self.weights), "started_at": repr(self.started_at)}
+                "queues": ",".join(self.weights), "started_at": repr(self.started_at),
+                "work": json.dumps(self.work(), separators=(",", ":"))}
         self.app.backend.heartbeat(self.worker_id, info, self.heartbeat_ttl_s,
                                    self.app.clock.now())
+        notify(self.app.observers, "heartbeat", self.worker_id)
 
     def recover_dead_workers(self) -> int:
         """One recovery pass: under the recovery lock, move every dead worker's in-progress

@@ -14,6 +14,7 @@ from sideline.core.jobs import Signature
 from sideline.core.payload import Payload, check_json_native, encode
 from sideline.core.run import (
     FailedNode,
+    NodeError,
     NodeStatus,
     RunPlan,
     RunState,
@@ -24,12 +25,14 @@ from sideline.core.run import (
 )
 from sideline.core.workflow import Chain, Graph, Group, Step, WithDelay, compile
 from sideline.runtime._env import new_id
+from sideline.runtime.jobs import declaring_app
 from sideline.runtime.middleware import run_client_chain
+from sideline.runtime.typed import RunAccess
 
 if TYPE_CHECKING:
     from sideline.runtime.app import App
 
-__all__ = ["NodeInfo", "RunInfo", "Workflow", "cancel", "status", "wait"]
+__all__ = ["NodeInfo", "RunInfo", "Workflow", "cancel", "runs", "status", "wait"]
 
 
 class Workflow:
@@ -37,7 +40,8 @@ class Workflow:
 
     Args:
         tree: a job signature, Chain, Group, WithDelay or Dag.
-        app: the App whose jobs the tree uses (found from the tree's signatures if omitted).
+        app: the App whose jobs the tree uses (default: the live app that declared the
+            tree's first job, see `declaring_app`).
         on_success: a job signature pushed once when every node succeeded; called with
             the run id first, then its own arguments.
         on_failure: likewise, pushed once when the first node dies.
@@ -54,7 +58,8 @@ class Workflow:
         self.tree = tree
         found = app or _find_app(tree) or _find_app_in(on_success, on_failure)
         if found is None:
-            raise WorkflowError("Workflow needs an app: pass app=..., or build steps with job.s()")
+            raise WorkflowError("Workflow needs an app: pass app=..., or use jobs declared "
+                                "with @app.job on a live App")
         self.app: App = found
         compiled = compile(tree)
         registry = self.app.registry
@@ -118,7 +123,7 @@ class Workflow:
 
 def _find_app(step: Step) -> App | None:
     if isinstance(step, Signature):
-        return step.app  # type: ignore[return-value]  # Signature.app is opaque to the core
+        return declaring_app(step.job)
     children: tuple[Any, ...]
     if isinstance(step, WithDelay):
         children = (step.step,)
@@ -135,14 +140,21 @@ def _find_app(step: Step) -> App | None:
 
 def _find_app_in(*sigs: Signature | None) -> App | None:
     for sig in sigs:
-        if sig is not None and sig.app is not None:
-            return sig.app  # type: ignore[return-value]
+        found = None if sig is None else declaring_app(sig.job)
+        if found is not None:
+            return found
     return None
 
 
 @attrs.frozen
 class NodeInfo:
-    """One node of a run, for status displays."""
+    """One node of a run, for status displays.
+
+    `started_at` is when the node last became running (a retry of a running node keeps
+    it), `ended_at` when it last became succeeded or dead (None while it runs again),
+    `attempts` how many times its job began running, retries and re-runs included. A dead
+    node reports the error it died of (either part may be unknown).
+    """
 
     id: int
     job: str
@@ -150,6 +162,18 @@ class NodeInfo:
     queue: str | None
     successors: tuple[int, ...]
     args: tuple[Any, ...] = ()
+    started_at: float | None = None
+    ended_at: float | None = None
+    attempts: int = 0
+    error_class: str | None = None
+    error_message: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from its last start to its end, once it ended after that start."""
+        if self.started_at is None or self.ended_at is None or self.ended_at < self.started_at:
+            return None
+        return self.ended_at - self.started_at
 
 
 @attrs.frozen
@@ -189,16 +213,21 @@ def _info(state: RunState | RunSummary) -> RunInfo:
     if isinstance(state, RunSummary):
         return RunInfo(state.run_id, state.status, state.created_at, state.updated_at,
                        state.finished_at, (), state.failed, True, dict(state.counts))
-    nodes = tuple(
-        NodeInfo(node.id, node.job, state.nodes[node.id], node.queue, node.successors,
-                 node.args)
-        for node in state.plan.graph.nodes
-    )
+    nodes = []
+    for node in state.plan.graph.nodes:
+        status = state.nodes[node.id]
+        # only a dead node reports its error (a revived one keeps it in the state)
+        error = state.errors.get(node.id, NodeError()) if status is NodeStatus.DEAD else (
+            NodeError())
+        nodes.append(NodeInfo(
+            node.id, node.job, status, node.queue, node.successors, node.args,
+            state.started_at.get(node.id), state.ended_at.get(node.id),
+            state.attempts.get(node.id, 0), error.error_class, error.error_message))
     return RunInfo(state.plan.run_id, state.status, state.created_at, state.updated_at,
-                   state.finished_at, nodes, failed_nodes(state))
+                   state.finished_at, tuple(nodes), failed_nodes(state))
 
 
-def status(app: App, run_id: str) -> RunInfo:
+def status(app: RunAccess, run_id: str) -> RunInfo:
     """The run's status and every node's status (only node counts and dead nodes once
     the run finished succeeded or cancelled and was compacted).
 
@@ -211,7 +240,41 @@ def status(app: App, run_id: str) -> RunInfo:
     return _info(state)
 
 
-def cancel(app: App, run_id: str) -> bool:
+def runs(app: RunAccess, status: RunStatus | str | None = None, page: int = 1,
+         per_page: int = 25) -> list[RunInfo]:
+    """A page of the newest runs (newest first), only those in `status` if given.
+
+    Reads the runs index (the newest core.run.RUN_INDEX_SIZE runs; runs gone from the
+    store are dropped from it as they are met) window by window, so a filtered page reads
+    past the runs it skips.
+
+    Raises:
+        ValueError: `page` or `per_page` is below 1, or `status` is not a run status.
+    """
+    if page < 1 or per_page < 1:
+        raise ValueError(f"page and per_page start at 1, got page={page} per_page={per_page}")
+    wanted = None if status is None else RunStatus(status)
+    if wanted is None:  # every listed run counts: read just the page's window
+        batch = app.backend.recent_runs((page - 1) * per_page, per_page, app.clock.now())
+        return [_info(state) for state in batch]
+    skip, position, window = (page - 1) * per_page, 0, max(per_page, 100)
+    found: list[RunInfo] = []
+    while len(found) < per_page:
+        batch = app.backend.recent_runs(position, window, app.clock.now())
+        for state in batch:
+            if state.status is not wanted or len(found) == per_page:
+                continue
+            if skip:
+                skip -= 1
+            else:
+                found.append(_info(state))
+        if len(batch) < window:
+            break  # the index is exhausted
+        position += len(batch)
+    return found
+
+
+def cancel(app: RunAccess, run_id: str) -> bool:
     """Cancel a run: queued and waiting nodes never start; False if it already ended.
 
     The run is compacted to its summary and its memory cleared (unless the app keeps
@@ -221,7 +284,7 @@ def cancel(app: App, run_id: str) -> bool:
     return app.backend.cancel_run(run_id, app.clock.now())
 
 
-def wait(app: App, run_id: str, timeout_s: float = 30.0, poll_s: float = 0.01) -> RunInfo:
+def wait(app: RunAccess, run_id: str, timeout_s: float = 30.0, poll_s: float = 0.01) -> RunInfo:
     """Block until the run finishes (or `timeout_s` passes); return its last status.
 
     Raises:

@@ -15,13 +15,23 @@ from contextlib import contextmanager
 
 import attrs
 
+from sideline.adapters.memory._admin import AdminOps
 from sideline.adapters.memory._memory import RunMemory
 from sideline.adapters.memory.faults import FaultPlan
 from sideline.core.dispatch import outgoing
 from sideline.core.errors import RunExpired, WorkflowError
 from sideline.core.payload import Payload, bump_recoveries, decode, decode_stored, encode
-from sideline.core.ports import Delivery, SortedEntry, WorkerInfo, dead_key
+from sideline.core.ports import (
+    STAT_DAY_TTL_S,
+    STAT_MINUTE_TTL_S,
+    Delivery,
+    Settled,
+    SortedEntry,
+    WorkerInfo,
+    dead_key,
+)
 from sideline.core.run import (
+    RUN_INDEX_SIZE,
     Begin,
     NodeError,
     RunState,
@@ -36,6 +46,7 @@ from sideline.core.run import (
     plan_revive,
     summarize,
 )
+from sideline.core.settlement import Action, NodeEvent, Settlement, stat_buckets
 from sideline.environment import env_number
 
 __all__ = ["MemoryBackend"]
@@ -49,7 +60,7 @@ class _Run:
     expires_at: float
 
 
-class MemoryBackend(RunMemory):
+class MemoryBackend(RunMemory, AdminOps):
     """The embedded backend: thread-safe, deterministic, and inspectable from tests.
 
     Args:
@@ -72,12 +83,15 @@ class MemoryBackend(RunMemory):
         self._sets: dict[str, dict[str, tuple[float, str]]] = {kind: {} for kind in _SETS}
         self._runs: dict[str, _Run] = {}
         self._summaries: dict[str, tuple[RunSummary, float]] = {}  # compacted runs, expiry
+        self._run_index: dict[str, float] = {}  # run id -> created_at, the newest runs
         self._workers: dict[str, tuple[float, dict[str, str]]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._wakeups = 0
         self._last_beat: float | None = None
         self._recovery_log: list[str] = []
         self._memory: dict[str, tuple[float, dict[str, str]]] = {}
+        self._stats: dict[str, int] = {}
+        self._stats_expire: dict[str, float] = {}  # bucket -> when it vanishes (totals never)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -107,8 +121,8 @@ class MemoryBackend(RunMemory):
         if held is not None and delivery in held:
             held.remove(delivery)
 
-    def _add_dead(self, payload: Payload, now: float) -> None:
-        if not payload.dead:
+    def _add_dead(self, payload: Payload, now: float, keep: bool | None = None) -> None:
+        if not (payload.dead if keep is None else keep):  # keep: the settlement's keep_dead
             return
         dead = self._sets["dead"]
         dead[dead_key(payload.jid, dead.__contains__)] = (now, encode(payload))
@@ -346,6 +360,9 @@ class MemoryBackend(RunMemory):
                 raise WorkflowError(f"run {run_id!r} already exists")
             run = _Run(state.copy(), now + state.plan.ttl_s)
             self._runs[run_id] = run
+            self._run_index[run_id] = state.created_at
+            if len(self._run_index) > RUN_INDEX_SIZE:
+                del self._run_index[min(self._run_index, key=self._index_key)]
             self._commit(run, transition, now)
 
     def begin_node(self, run_id: str, node_id: int, now: float) -> Begin:
@@ -355,6 +372,8 @@ class MemoryBackend(RunMemory):
             if isinstance(run, RunSummary):
                 return Begin.SKIP
             decision, transition = plan_begin(run.state, node_id)
+            if decision is Begin.RUN:  # a retry of a running node counts too
+                run.state.attempts[node_id] = run.state.attempts.get(node_id, 0) + 1
             self._commit(run, transition, now)
             return decision
 
@@ -425,6 +444,26 @@ class MemoryBackend(RunMemory):
                 return False
             run.expires_at = max(run.expires_at, now + ttl_s)
             return True
+
+    def recent_runs(self, start: int, count: int, now: float) -> list[RunState | RunSummary]:
+        """Up to `count` runs from position `start` of the runs index, newest first
+        (entries of runs that are gone are dropped as they are read)."""
+        with self._lock:
+            ordered = sorted(self._run_index, key=self._index_key, reverse=True)
+            found: list[RunState | RunSummary] = []
+            for run_id in ordered[start:]:
+                if len(found) >= count:
+                    break
+                state = self.get_run(run_id, now)
+                if state is None:
+                    del self._run_index[run_id]
+                else:
+                    found.append(state)
+            return found
+
+    def _index_key(self, run_id: str) -> tuple[float, str]:
+        """Order of the runs index: by created_at, then run id (as a Redis sorted set)."""
+        return self._run_index[run_id], run_id
 
     def run_ids(self) -> list[str]:
         """Every stored run id, compacted ones too (expired ones included until touched)."""
@@ -527,6 +566,69 @@ class MemoryBackend(RunMemory):
                 return False
             del self._locks[name]
             return True
+
+    # -- SettlePort ------------------------------------------------------------------------
+
+    def settle(self, worker_id: str, delivery: Delivery, settlement: Settlement, now: float,
+               fetch_from: Sequence[str] = ()) -> Settled:
+        """Apply `settlement` in one locked step, then take at most one job (see SettlePort)."""
+        with self._op("settle"):
+            payload = settlement.payload
+            run_id, node_id = payload.run_id, payload.node_id
+            step = run_id is not None and node_id is not None
+            completing: _Run | RunSummary | None = None
+            if settlement.node is NodeEvent.SUCCEEDED and run_id is not None and step:
+                completing = self._live_run(run_id, now)  # RunExpired: nothing applied
+            transition = Transition()
+            if isinstance(completing, _Run) and node_id is not None:
+                transition = plan_complete(completing.state, node_id)  # WorkflowError first
+            self._remove_in_progress(worker_id, delivery)
+            if settlement.action is Action.RETRY:
+                at = now if settlement.retry_at is None else settlement.retry_at
+                self._sets["retry"][payload.jid] = (at, encode(payload))
+            elif settlement.action is Action.BURY and settlement.keep_dead:
+                self._add_dead(payload, now, keep=True)
+            if isinstance(completing, _Run):
+                self._commit(completing, transition, now)
+            elif settlement.node is NodeEvent.FAILED and step:
+                transition = self._fail_run_node(payload, now)
+            if settlement.release_unique and payload.unique_key is not None:
+                held = self._locks.get(payload.unique_key)
+                if held is not None and held[0] == payload.unique_token:
+                    del self._locks[payload.unique_key]
+            self._count_stats(settlement, now)
+            following = self._take(worker_id, fetch_from) if fetch_from else None
+            return Settled(transition, following)
+
+    def _fail_run_node(self, payload: Payload, now: float) -> Transition:
+        """fail_node's run part: the node dies; a missing or compacted run is left alone."""
+        run = self._runs.get(payload.run_id or "")
+        if run is None or run.expires_at <= now or payload.node_id is None or not (
+                0 <= payload.node_id < len(run.state.nodes)):
+            return Transition()
+        error = NodeError(payload.error_class, payload.error_message)
+        transition = plan_fail(run.state, payload.node_id, error)
+        self._commit(run, transition, now)
+        return transition
+
+    def _count_stats(self, settlement: Settlement, now: float) -> None:
+        for name, expiry in list(self._stats_expire.items()):
+            if expiry <= now:  # as Redis expires a bucket (on the caller's clock here)
+                del self._stats_expire[name], self._stats[name]
+        minute, day = stat_buckets(now)
+        for counter, by in (("processed", settlement.processed), ("failed", settlement.failed)):
+            if by <= 0:
+                continue
+            self._stats[counter] = self._stats.get(counter, 0) + by
+            for bucket, ttl_s in ((minute, STAT_MINUTE_TTL_S), (day, STAT_DAY_TTL_S)):
+                name = f"{counter}:{bucket}"
+                self._stats[name] = self._stats.get(name, 0) + by
+                self._stats_expire[name] = now + ttl_s
+
+    def stats(self, names: Sequence[str]) -> dict[str, int]:
+        """The counters `names`, 0 for one that is absent (or expired)."""
+        with self._lock:
+            return {name: self._stats.get(name, 0) for name in names}
 
     def close(self) -> None:
         """Nothing to release: the memory backend owns no connection."""

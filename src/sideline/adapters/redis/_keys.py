@@ -25,6 +25,7 @@ class Keys:
         P <set>:jobs                   hash jid -> "queue|payload"
         P run:<id>[:nodes|:remaining|:graph|:payloads]   a workflow run's state
         P run:<id>:memory              hash key -> JSON value: the run's memory (own TTL)
+        P runs                         sorted set run id -> created_at: the newest runs
         P workers, P worker:<id>       heartbeats and worker info
         P lock:<name>                  named locks
     """

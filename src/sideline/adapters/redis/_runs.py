@@ -15,6 +15,7 @@ from sideline.core.payload import Payload, decode, encode
 from sideline.core.ports import Delivery
 from sideline.core.run import (
     FINISHED_TTL_S,
+    RUN_INDEX_SIZE,
     SETTLED,
     Begin,
     FailedNode,
@@ -85,6 +86,7 @@ class RunOps(RedisBase):
             "push": pushes,
             "expire_s": math.ceil(expires_at - now) + 60,
             "clear_memory": transition.compacts and not plan.keep_memory,
+            "index": [plan.run_id, num(state.created_at), RUN_INDEX_SIZE],
         }
         if transition.compacts:  # an empty run is over at once: store only its summary
             doc.update(run=_summary_fields(summarize(started), expires_at), nodes=[],
@@ -148,32 +150,83 @@ class RunOps(RedisBase):
 
     def get_run(self, run_id: str, now: float) -> RunState | RunSummary | None:
         """Read a run's state, or its summary once compacted (one MULTI/EXEC snapshot)."""
-        keys = self.keys.run(run_id)
-        with translate("get_run"):
+        return self._read_runs([run_id], now, "get_run")[0]
+
+    def recent_runs(self, start: int, count: int, now: float) -> list[RunState | RunSummary]:
+        """Up to `count` runs from position `start` of the runs index, newest first; the
+        entries of runs that are gone are dropped (ZREM) and reading goes on past them."""
+        index = self.keys("runs")
+        found: list[RunState | RunSummary] = []
+        position = start
+        while len(found) < count:
+            with translate("recent_runs"):
+                run_ids = self.client.zrevrange(index, position, position + count - len(found) - 1)
+            if not run_ids:
+                break
+            states = self._read_runs(run_ids, now, "recent_runs")
+            gone = [run_id for run_id, state in zip(run_ids, states, strict=True) if state is None]
+            if gone:
+                with translate("recent_runs"):
+                    self.client.zrem(index, *gone)
+            found.extend(state for state in states if state is not None)
+            position += len(run_ids) - len(gone)
+        return found
+
+    def _read_runs(self, run_ids: list[str], now: float,
+                   operation: str) -> list[RunState | RunSummary | None]:
+        """Each run's state or summary (None if gone), read in one MULTI/EXEC snapshot."""
+        with translate(operation):
             pipe = self.client.pipeline(transaction=True)
-            for key in keys:
-                pipe.hgetall(key)
-            run, nodes, remaining, graph_fields, payloads = pipe.execute()
-        if not run or float(run["expires_at"]) <= now:
-            return None
-        if "summary" in run:
-            return _summary(run_id, run)
-        count = int(run["n"])
-        graph = _graph(graph_fields, payloads, count)
-        plan = RunPlan(run_id, graph, tuple(payloads[str(i)] for i in range(count)),
-                       _callback(run.get("on_success")), _callback(run.get("on_failure")),
-                       int(run["ttl_s"]), int(run.get("finished_ttl_s", FINISHED_TTL_S)),
-                       run.get("keep_memory") == "1")
-        finished = run.get("finished_at")
-        errors = {int(field[6:]): NodeError(*json.loads(value))
-                  for field, value in run.items() if field.startswith("error:")}
-        return RunState(
-            plan=plan, status=RunStatus(run["status"]),
-            nodes=[NodeStatus(nodes[str(i)]) for i in range(count)],
-            remaining=[int(remaining[str(i)]) for i in range(count)],
-            created_at=float(run["created_at"]), updated_at=float(run["updated_at"]),
-            finished_at=None if finished is None else float(finished),
-            failure_fired=run.get("failure_fired") == "1", errors=errors)
+            for run_id in run_ids:
+                for key in self.keys.run(run_id):
+                    pipe.hgetall(key)
+            replies = pipe.execute()
+        return [_read_run(run_id, replies[5 * i:5 * i + 5], now)
+                for i, run_id in enumerate(run_ids)]
+
+
+def _read_run(run_id: str, hashes: list[dict[str, str]],
+              now: float) -> RunState | RunSummary | None:
+    """A run's state from its hashes (Keys.run order); its summary once compacted; None if
+    it is gone.
+
+    The run hash holds per-node fields "error:<node>" (JSON [class, message]),
+    "started:<node>", "ended:<node>" (s) and "attempts:<node>" (see _lib.lua set_node).
+    """
+    run, nodes, remaining, graph_fields, payloads = hashes
+    if not run or float(run["expires_at"]) <= now:
+        return None
+    if "summary" in run:
+        return _summary(run_id, run)
+    count = int(run["n"])
+    graph = _graph(graph_fields, payloads, count)
+    plan = RunPlan(run_id, graph, tuple(payloads[str(i)] for i in range(count)),
+                   _callback(run.get("on_success")), _callback(run.get("on_failure")),
+                   int(run["ttl_s"]), int(run.get("finished_ttl_s", FINISHED_TTL_S)),
+                   run.get("keep_memory") == "1")
+    finished = run.get("finished_at")
+    errors: dict[int, NodeError] = {}
+    started: dict[int, float] = {}
+    ended: dict[int, float] = {}
+    attempts: dict[int, int] = {}
+    for field, value in run.items():
+        kind, _, node = field.partition(":")
+        if kind == "error":
+            errors[int(node)] = NodeError(*json.loads(value))
+        elif kind == "started":
+            started[int(node)] = float(value)
+        elif kind == "ended":
+            ended[int(node)] = float(value)
+        elif kind == "attempts":
+            attempts[int(node)] = int(value)
+    return RunState(
+        plan=plan, status=RunStatus(run["status"]),
+        nodes=[NodeStatus(nodes[str(i)]) for i in range(count)],
+        remaining=[int(remaining[str(i)]) for i in range(count)],
+        created_at=float(run["created_at"]), updated_at=float(run["updated_at"]),
+        finished_at=None if finished is None else float(finished),
+        failure_fired=run.get("failure_fired") == "1", errors=errors, started_at=started,
+        ended_at=ended, attempts=attempts)
 
 
 def _summary_fields(summary: RunSummary, expires_at: float) -> dict[str, Any]:

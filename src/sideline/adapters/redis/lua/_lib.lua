@@ -87,7 +87,12 @@ local function compacted(R)
   return redis.call('HEXISTS', R.run, 'summary') == 1
 end
 
+-- The time of this operation, for set_node's node times: every script that changes a
+-- node's status first asks live(R, now), which records it.
+local node_clock = nil
+
 local function live(R, now)
+  node_clock = now
   local expires = redis.call('HGET', R.run, 'expires_at')
   if not expires then
     return false
@@ -133,7 +138,9 @@ local function flag(b)
   return b and 1 or 0
 end
 
--- Set a node's status, keeping the run's counters (ok, blocking, settled) in step.
+-- Set a node's status, keeping the run's counters (ok, blocking, settled) in step and
+-- its times (core.run.apply) in the run hash: a node becoming running gets
+-- "started:<id>" and loses "ended:<id>"; one becoming succeeded or dead gets "ended:<id>".
 local function set_node(R, id, new)
   local old = redis.call('HGET', R.nodes, id)
   if old == new then
@@ -147,6 +154,12 @@ local function set_node(R, id, new)
   if d_ok ~= 0 then redis.call('HINCRBY', R.run, 'ok', d_ok) end
   if d_block ~= 0 then redis.call('HINCRBY', R.run, 'blocking', d_block) end
   if d_settled ~= 0 then redis.call('HINCRBY', R.run, 'settled', d_settled) end
+  if new == 'running' then
+    redis.call('HSET', R.run, 'started:' .. id, node_clock)
+    redis.call('HDEL', R.run, 'ended:' .. id)
+  elseif new == 'succeeded' or new == 'dead' then
+    redis.call('HSET', R.run, 'ended:' .. id, node_clock)
+  end
   changes[#changes + 1] = {tonumber(id), new}
 end
 

@@ -12,7 +12,7 @@ if not entry then
 end
 local queue, raw = split_entry(entry)
 if string.sub(raw, -1) == '}' then
-  raw = stamp(raw, 'dead_reason', '"killed"')
+  raw = stamp(stamp(raw, 'dead', 'true'), 'dead_reason', '"killed"')
 end
 add_dead(P, key, queue, raw, now, ARGV[4], ARGV[5])
 return 1

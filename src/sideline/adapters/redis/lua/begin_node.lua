@@ -1,4 +1,6 @@
--- begin_node.lua: mark a fetched workflow node running, or say to skip it.
+-- begin_node.lua: mark a fetched workflow node running, or say to skip it; a node that
+-- runs (a retry of a running one too) counts one more attempt, "attempts:<node>" in the
+-- run hash (core.run.RunState.attempts).
 -- KEYS[1..5] run hash, nodes, remaining, graph, payloads; KEYS[6] the run's memory
 -- ARGV[1] P, ARGV[2] run id, ARGV[3] node id, ARGV[4] now (s)
 -- returns: 'run', 'skip' (already succeeded or dead, the run was cancelled, or it finished
@@ -27,6 +29,9 @@ elseif current == 'dead' then
   end
 elseif current ~= 'running' then
   set_node(R, id, 'running')
+end
+if decision == 'run' then
+  redis.call('HINCRBY', R.run, 'attempts:' .. id, 1)
 end
 settle(R, P, now, nil, nil, false)
 return decision

@@ -4,7 +4,10 @@
 -- ARGV[1] P, ARGV[2] JSON document built by the client from core.run.start():
 --   {"run": {field: value}, "nodes": [status], "remaining": [count], "graph": [field],
 --    "payloads": [payload], "push": [[queue, payload, jid, at or false]],
---    "expire_s": key TTL (s), "clear_memory": true when the run is over at once}
+--    "expire_s": key TTL (s), "clear_memory": true when the run is over at once,
+--    "index": [run id, created_at (s, as text), how many runs the index keeps]}
+--   The run enters the runs index, the sorted set P .. 'runs' scored by created_at,
+--   trimmed to the newest entries (read by RunOps.recent_runs).
 --   (an empty run is over at once: "run" then holds only its summary fields)
 -- returns: 1, or an error reply if the run already exists
 local P = ARGV[1]
@@ -53,4 +56,6 @@ end
 if doc.clear_memory then
   redis.call('DEL', KEYS[6])
 end
+redis.call('ZADD', P .. 'runs', doc.index[2], doc.index[1])
+redis.call('ZREMRANGEBYRANK', P .. 'runs', 0, -1 - tonumber(doc.index[3]))
 return 1
