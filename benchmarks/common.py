@@ -27,9 +27,9 @@ from typing import Any
 
 from sideline import App, Job, MemoryBackend
 from sideline.adapters.redis import RedisBackend
-from sideline.core.payload import Payload
-from sideline.core.ports import Delivery
+from sideline.core.ports import Delivery, Settled
 from sideline.core.run import Transition
+from sideline.core.settlement import Settlement
 
 __all__ = [
     "BLOCK",
@@ -127,8 +127,19 @@ class _Timing:
             self._fetched(time.time())
         return found
 
-    def ack(self, worker_id: str, delivery: Delivery) -> None:
-        super().ack(worker_id, delivery)  # type: ignore[misc]
+    def settle(self, worker_id: str, delivery: Delivery, settlement: Settlement, now: float,
+               fetch_from: Sequence[str] = ()) -> Settled:
+        result: Settled = super().settle(  # type: ignore[misc]
+            worker_id, delivery, settlement, now, fetch_from)
+        if result.next is not None:
+            self._fetched(time.time())
+        if settlement.node is None:
+            self._acked()
+        else:
+            self._run_settled(settlement.payload.run_id or "-", result.transition)
+        return result
+
+    def _acked(self) -> None:
         done = time.time()
         with self._timing_lock:
             self._acks += 1
@@ -137,19 +148,6 @@ class _Timing:
         if closes:
             self._publish("throughput", {"first_fetch": first, "last_ack": done,
                                          "acks": self.expect_acks})
-
-    def complete_node(self, worker_id: str, delivery: Delivery, run_id: str, node_id: int,
-                      now: float) -> Transition:
-        result: Transition = super().complete_node(  # type: ignore[misc]
-            worker_id, delivery, run_id, node_id, now)
-        self._run_settled(run_id, result)
-        return result
-
-    def fail_node(self, worker_id: str, delivery: Delivery, payload: Payload,
-                  now: float) -> Transition:
-        result: Transition = super().fail_node(worker_id, delivery, payload, now)  # type: ignore[misc]
-        self._run_settled(payload.run_id or "-", result)
-        return result
 
     def _run_settled(self, run_id: str, transition: Transition) -> None:
         if transition.finished:

@@ -169,3 +169,20 @@ def test_killing_a_workflow_step_fails_its_run(app: App) -> None:
     assert app.admin.dead().entries[0].payload.dead_reason == "killed"
     assert app.admin.retry_now("dead", [entry.key]) == 1  # the run revives
     assert app.status(run_id).status is RunStatus.RUNNING
+
+
+def test_admin_lists_recent_runs_by_status() -> None:
+    app = App(testing="collect")
+    ok = app.job(name="ok")(lambda: None)
+
+    @app.job(name="bad", retry=0)
+    def bad() -> None:
+        raise ValueError("no")
+
+    first = Workflow(Chain(ok.s(), ok.s()), app=app).run()
+    second = Workflow(Chain(bad.s(), ok.s()), app=app).run()
+    app.drain()
+    assert [info.run_id for info in app.admin.runs()] == [second, first]
+    [failed] = app.admin.runs(status="failed")
+    assert failed.run_id == second
+    assert app.admin.run(first).counts() == {"succeeded": 2}

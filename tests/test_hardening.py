@@ -317,3 +317,15 @@ def test_the_heartbeat_says_what_runs_and_since_when() -> None:
         assert (work["jid"], work["name"], work["queue"]) == (jid, "hold", "default")
         assert work["since"] <= app.clock.now()
         release.set()
+
+
+def test_admin_busy_lists_running_jobs_with_their_worker() -> None:
+    app = App()
+    release = threading.Event()
+    job = app.job(name="hold")(lambda: release.wait(5))
+    with app.worker(concurrency=1, poll_interval_s=0.01, heartbeat_interval_s=0.02) as worker:
+        jid = job.enqueue()
+        wait_until(lambda: len(app.admin.busy()) == 1)
+        [busy] = app.admin.busy()
+        assert (busy.worker_id, busy.jid, busy.name) == (worker.worker_id, jid, "hold")
+        release.set()

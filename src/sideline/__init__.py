@@ -18,6 +18,7 @@ from sideline.core.jobs import Signature
 from sideline.core.payload import Payload
 from sideline.core.run import NodeStatus, RunStatus
 from sideline.core.workflow import Chain, Dag, Group, WithDelay
+from sideline.runtime.admin import Admin
 from sideline.runtime.app import App
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import JobContext, current_job
@@ -27,6 +28,7 @@ from sideline.runtime.worker import Worker
 from sideline.runtime.workflows import NodeInfo, RunInfo, Workflow
 
 __all__ = [
+    "Admin",
     "App",
     "BackendError",
     "Chain",

@@ -22,6 +22,7 @@ __all__ = [
     "SET_KINDS",
     "SIGNALS",
     "AdminStore",
+    "BusyJob",
     "HistoryPoint",
     "QueuePage",
     "QueueView",
@@ -146,6 +147,18 @@ class WorkerView:
     busy: int
     signal: str | None
     """The last signal sent to it ("quiet" or "stop") and not yet cleared."""
+
+
+@attrs.frozen
+class BusyJob:
+    """A job running now: where, since when (from its worker's last heartbeat)."""
+
+    worker_id: str
+    jid: str
+    name: str
+    queue: str
+    run_id: str | None
+    since: float
 
 
 class AdminStore(Protocol):

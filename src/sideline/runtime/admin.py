@@ -7,6 +7,7 @@ Every page is a window over one list or sorted set; nothing scans the keyspace.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
@@ -14,6 +15,7 @@ import attrs
 
 from sideline.core.admin import (
     AdminStore,
+    BusyJob,
     HistoryPoint,
     QueuePage,
     QueueView,
@@ -31,7 +33,10 @@ from sideline.core.admin import (
 )
 from sideline.core.clock import Clock
 from sideline.core.ports import Backend, Delivery, SortedEntry
+from sideline.core.run import RunStatus
+from sideline.runtime import workflows
 from sideline.runtime.orphans import Orphan, Recovery
+from sideline.runtime.workflows import RunInfo
 
 __all__ = ["Admin", "AdminBackend", "OrphanSource"]
 
@@ -211,6 +216,39 @@ class Admin:
     def workers(self) -> list[WorkerView]:
         """Every registered worker, alive or dead (until recovery forgets it), by id."""
         return [worker_view(worker) for worker in self.backend.workers(self.clock.now())]
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def runs(self, status: RunStatus | str | None = None, page: int = 1,
+             per_page: int = 25) -> list[RunInfo]:
+        """A page of the newest workflow runs (newest first), only those in `status` if
+        given; each with its node states, times, attempts and errors (or, for a finished
+        and compacted run, its node counts and failed nodes)."""
+        return workflows.runs(self, status, page, per_page)
+
+    def run(self, run_id: str) -> RunInfo:
+        """One run's status (see `runs`).
+
+        Raises:
+            RunExpired: the run's state is gone.
+        """
+        return workflows.status(self, run_id)
+
+    def busy(self) -> list[BusyJob]:
+        """The jobs running now on live workers, oldest first (as of their last heartbeat)."""
+        found: list[BusyJob] = []
+        for worker in self.backend.workers(self.clock.now()):
+            if not worker.alive:
+                continue
+            try:
+                work = json.loads(worker.info.get("work") or "[]")
+            except ValueError:
+                continue
+            found += [BusyJob(worker.worker_id, str(item.get("jid")), str(item.get("name")),
+                              str(item.get("queue")), item.get("run_id"),
+                              float(item.get("since") or 0.0))
+                      for item in work if isinstance(item, dict)]
+        return sorted(found, key=lambda job: job.since)
 
     def quiet(self, worker_id: str) -> bool:
         """Ask a worker to stop fetching new jobs; False if it is not registered."""

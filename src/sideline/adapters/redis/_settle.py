@@ -38,13 +38,14 @@ class SettleOps(RedisBase):
                 self.keys("lock", payload.unique_key if release and payload.unique_key else "-")]
         for queue in fetch_from:
             keys += [self.keys.queue(queue), self.keys.in_progress(worker_id, queue)]
-        args: list[str | bytes | int] = [self.prefix, raw_bytes(delivery.raw), str(settlement.action), payload.jid,
-                payload.queue, encode(payload),
-                num(now if settlement.retry_at is None else settlement.retry_at),
-                int(settlement.keep_dead), num(now), self.max_dead, num(self.dead_ttl_s),
-                event, run_id, node, json.dumps([error.error_class, error.error_message]),
-                token, settlement.processed, settlement.failed, minute, day,
-                STAT_MINUTE_TTL_S, STAT_DAY_TTL_S]
+        args: list[str | bytes | int] = [
+            self.prefix, raw_bytes(delivery.raw), str(settlement.action), payload.jid,
+            payload.queue, encode(payload),
+            num(now if settlement.retry_at is None else settlement.retry_at),
+            int(settlement.keep_dead), num(now), self.max_dead, num(self.dead_ttl_s),
+            event, run_id, node, json.dumps([error.error_class, error.error_message]),
+            token, settlement.processed, settlement.failed, minute, day,
+            STAT_MINUTE_TTL_S, STAT_DAY_TTL_S]
         with translate("settle"):
             result = self.scripts["settle"](keys=keys, args=args)
         if result == "expired":

@@ -52,7 +52,7 @@ if ARGV[16] ~= '' then
   release_if_held(KEYS[8], ARGV[16])
 end
 count_stat(P, 'processed', ARGV[17], ARGV[19], ARGV[20], ARGV[21], ARGV[22])
-count_stat(P, 'failed', ARGV[17], ARGV[19], ARGV[20], ARGV[21], ARGV[22])
+count_stat(P, 'failed', ARGV[18], ARGV[19], ARGV[20], ARGV[21], ARGV[22])
 local pair, job = take_one(P, 9)
 if pair then
   return {transition, pair, job}
