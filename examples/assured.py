@@ -48,12 +48,14 @@ def main() -> int:
     backend.heartbeat("web-1#a1", {"instance": "web-1"}, 0.3, now)
     backend.fetch("web-1#a1", ["default"], 0)
     time.sleep(0.35)
-    print("orphans:", [(o.worker_id, o.payload.args if o.payload else o.error)
-                       for o in app.orphans()])
+    orphans = app.admin.orphans()
+    print("orphans:", [(o.worker_id, o.payload.args if o.payload else o.error) for o in orphans])
+    if [o.worker_id for o in orphans] != ["web-1#a1"]:
+        problems.append("the dead worker's job was not listed as an orphan")
     with app.worker(concurrency=2, poll_interval_s=0.02, fetch_timeout_s=0.05):
         if not wait_for(lambda: "order-1" in ran):
             problems.append("the orphaned job was not recovered")
-    print("recovery log:", [(r.name, r.args, r.instance, r.recoveries) for r in app.recovered()])
+    print("recovery log:", [(r.name, r.args, r.instance, r.recoveries) for r in app.admin.recovery_log()])
 
     # 2. A poison pill: recovered more than max_recoveries (2) times -> dead set.
     charge.enqueue("order-2")
@@ -61,7 +63,7 @@ def main() -> int:
         backend.fetch("crashy", ["default"], 0)
         backend.recover("crashy")
     app.drain()
-    dead = [e.payload for e in backend.entries("dead")]
+    dead = [e.payload for e in app.admin.dead().entries]
     print("dead:", [(p.args, p.dead_reason) for p in dead])
     if not any(p.dead_reason == "poison pill: recovered 3 times" for p in dead):
         problems.append("the poison pill did not reach the dead set")

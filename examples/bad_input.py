@@ -45,20 +45,21 @@ greet.enqueue("after the bad ones")
 
 with app.worker(concurrency=2, fetch_timeout_s=0.05) as worker:
     deadline = time.monotonic() + 10
-    while (len(backend.entries("dead")) < 4 or not done) and time.monotonic() < deadline:
+    while (app.admin.stats().dead < 4 or not done) and time.monotonic() < deadline:
         time.sleep(0.01)
     threads = worker.threads_alive()
 
 print(f"good job ran: {done}; worker threads alive: {threads}")
 ok = done == ["after the bad ones"] and threads == 3
-for entry in backend.entries("dead"):
+dead = app.admin.dead().entries
+for entry in dead:
     payload = entry.payload
     print(f"dead {payload.name}: {payload.dead_reason}")
     if "raw_base64" in payload.kwargs:
         kept = base64.b64decode(payload.kwargs["raw_base64"])
         print(f"  exact bytes kept: {kept!r}")
         ok = ok and kept == garbage
-reasons = " ".join(e.payload.dead_reason or "" for e in backend.entries("dead"))
+reasons = " ".join(e.payload.dead_reason or "" for e in dead)
 ok = ok and all(text in reasons for text in ("undecodable payload: payload is not UTF-8",
                                              "payload field 'args' must be a list",
                                              "unknown job 'os.system'", "CancelledError"))

@@ -5,7 +5,7 @@
 `transform` has retries disabled and dies on its first try (a bug). The run turns
 `failed`, the steps after it are `skipped`, and the run's `on_failure` callback runs
 exactly once. After the "fix", the dead job is retried from the dead set with
-`backend.retry_dead(jid, now)`: the node is revived, the skipped steps run, the run
+`app.admin.retry_now("dead", keys)`: the node is revived, the skipped steps run, the run
 turns `succeeded` and its `on_success` callback runs. A succeeded run is compacted to a
 summary: its per-node states are gone, its node counts remain.
 
@@ -93,15 +93,15 @@ def main() -> int:
         before, _ = show("after the bug", workflow, run_id)
         print(f"  callbacks so far: {callbacks}")
 
-        dead = [e.payload for e in app.backend.entries("dead") if e.payload.run_id == run_id]
-        for payload in dead:
-            print(f"  dead: jid={payload.jid} {payload.name}: {payload.dead_reason}")
+        dead = [e for e in app.admin.dead(per_page=100).entries if e.payload.run_id == run_id]
+        for entry in dead:
+            print(f"  dead: key={entry.key} {entry.payload.name}: {entry.payload.dead_reason}")
 
         bug_fixed.set()  # "deploy the fix", then retry the dead job by hand
-        revived = all(app.backend.retry_dead(p.jid, app.clock.now()) for p in dead)
+        revived = app.admin.retry_now("dead", [e.key for e in dead]) == len(dead)
         resumed = app.wait(run_id, timeout_s=10)
         wait_for_callbacks(2, timeout_s=5)
-        _, after = show("after retry_dead", workflow, run_id)
+        _, after = show("after retry_now", workflow, run_id)
 
     print(f"callbacks: {callbacks}")
     ok = (failed.status == "failed"

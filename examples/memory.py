@@ -86,7 +86,7 @@ def main() -> int:
     print(f"run {run_id}: {info.status}")
     for key, value in sorted(memory.items()):
         print(f"  {key} = {value!r}")
-    [dead] = app.backend.entries("dead")
+    [dead] = app.admin.dead().entries
     print(f"broken run: {failed.status}; dead step {dead.payload.name}: {dead.payload.dead_reason}")
     ok = (info.status is RunStatus.SUCCEEDED and memory["currency"] == "USD"
           and memory["invoice"] == "30.00 USD (best quote 36.00)"

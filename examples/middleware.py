@@ -74,7 +74,7 @@ def main() -> int:
         rejected = None
     except JobRejected as exc:
         rejected = str(exc)
-    queued = app.backend.peek("default")  # raw JSON texts at the head of the queue
+    queued = [job.raw for job in app.admin.queue_jobs("default").jobs]  # raw JSON, head first
     print(f"kept jid {kept}, dropped -> {dropped}, rejected -> {rejected!r}")
     print(f"queued payload: {queued[0] if queued else None}")
 

@@ -46,7 +46,7 @@ def step(label: str) -> None:
 def redis_is_reachable() -> bool:
     """Ask the backend for something; a BackendError says Redis is unreachable."""
     try:
-        backend.queue_sizes()
+        app.admin.queues()
     except BackendError as exc:
         print(exc, file=sys.stderr)
         return False

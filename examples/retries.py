@@ -71,9 +71,9 @@ def wait_for_dead(jid: str, timeout_s: float) -> Payload | None:
     """Poll the dead set until job `jid` is in it (the hooks run just before it lands there)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for entry in app.backend.entries("dead"):
-            if entry.payload.jid == jid:
-                return entry.payload
+        entry = app.admin.find("dead", jid)  # a dead entry's key is its jid
+        if entry is not None:
+            return entry.payload
         time.sleep(0.01)
     return None
 

@@ -66,7 +66,7 @@ def collect_mode() -> None:
     send.enqueue("ada@example.com")
     send.enqueue_in(3600, "tomorrow@example.com")  # 3600 seconds from now
     check("nothing ran yet", sent == [])
-    check("one job queued", app.backend.queue_sizes() == {"default": 1})
+    check("one job queued", [(q.name, q.size) for q in app.admin.queues()] == [("default", 1)])
 
     ran = app.drain(run_scheduled=False)
     check("drain(run_scheduled=False) ran only the queued job", ran == 1 and sent == ["ada@example.com"])
@@ -80,7 +80,7 @@ def collect_mode() -> None:
         check("drain(raise_errors=True) re-raised the job's error", str(exc) == "boom")
     else:
         check("drain(raise_errors=True) re-raised the job's error", False)
-    dead = app.backend.entries("dead")
+    dead = app.admin.dead().entries
     check("the failed job is in the dead set all the same", [e.payload.name for e in dead] == ["t.broken"])
 
 

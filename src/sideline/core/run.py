@@ -20,6 +20,7 @@ __all__ = [
     "RUN_INDEX_SIZE",
     "RUN_TTL_S",
     "SETTLED",
+    "STOPPABLE",
     "Begin",
     "FailedNode",
     "NodeError",
@@ -209,6 +210,9 @@ class Transition:
 SETTLED = frozenset({NodeStatus.SUCCEEDED, NodeStatus.DEAD, NodeStatus.SKIPPED,
                      NodeStatus.CANCELLED})
 """Node statuses from which a node makes no more progress on its own."""
+STOPPABLE = frozenset({NodeStatus.PENDING, NodeStatus.QUEUED, NodeStatus.SCHEDULED,
+                       NodeStatus.SKIPPED})
+"""Node statuses a cancel stops (the node becomes cancelled); running nodes finish."""
 
 
 def start(plan: RunPlan, now: float) -> tuple[RunState, Transition]:
@@ -232,6 +236,7 @@ def start(plan: RunPlan, now: float) -> tuple[RunState, Transition]:
     return state, transition
 
 
+# Lua twin: plan_begin in adapters/redis/lua/_lib.lua (keep the two in step).
 def plan_begin(state: RunState, node_id: int) -> tuple[Begin, Transition]:
     """Decide whether a fetched job of `node_id` runs, and mark it running if so."""
     _check_node(state, node_id)
@@ -250,6 +255,7 @@ def plan_begin(state: RunState, node_id: int) -> tuple[Begin, Transition]:
     return Begin.RUN, Transition(nodes={node_id: NodeStatus.RUNNING})
 
 
+# Lua twin: plan_complete in adapters/redis/lua/_lib.lua (keep the two in step).
 def plan_complete(state: RunState, node_id: int) -> Transition:
     """Node `node_id` succeeded: count it once, release the successors whose barrier hit zero."""
     _check_node(state, node_id)
@@ -261,6 +267,7 @@ def plan_complete(state: RunState, node_id: int) -> Transition:
     return _finish_node(state, node_id, nodes)
 
 
+# Lua twin: plan_fail in adapters/redis/lua/_lib.lua (keep the two in step).
 def plan_fail(state: RunState, node_id: int, error: NodeError | None = None) -> Transition:
     """Node `node_id` died (of `error`, if known): mark the run failed and its dependants
     skipped (unless the node may fail)."""
@@ -288,6 +295,7 @@ def _fail(state: RunState, node_id: int) -> Transition:
     return Transition(nodes=nodes, finished=state.finished_at is None and _all_done(state, nodes))
 
 
+# Lua twin: plan_revive in adapters/redis/lua/_lib.lua (keep the two in step).
 def plan_revive(state: RunState, node_id: int) -> Transition:
     """A dead node is retried by hand: queue it again and un-skip what only it blocked."""
     _check_node(state, node_id)
@@ -300,12 +308,12 @@ def plan_revive(state: RunState, node_id: int) -> Transition:
     return Transition(nodes=nodes, status=status, reopened=True)
 
 
+# Lua twin: plan_cancel in adapters/redis/lua/_lib.lua (keep the two in step).
 def plan_cancel(state: RunState) -> Transition:
     """Cancel a run: nodes not yet running are cancelled; running ones finish but release nothing."""
     if state.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
         return Transition()
-    stoppable = (NodeStatus.PENDING, NodeStatus.QUEUED, NodeStatus.SCHEDULED, NodeStatus.SKIPPED)
-    nodes = {i: NodeStatus.CANCELLED for i, s in enumerate(state.nodes) if s in stoppable}
+    nodes = {i: NodeStatus.CANCELLED for i, s in enumerate(state.nodes) if s in STOPPABLE}
     return Transition(nodes=nodes, status=RunStatus.CANCELLED, finished=True)
 
 
@@ -366,6 +374,7 @@ def failed_nodes(state: RunState) -> tuple[FailedNode, ...]:
     return tuple(failed)
 
 
+# Lua twin: finish_node in adapters/redis/lua/_lib.lua (keep the two in step).
 def _finish_node(state: RunState, node_id: int, nodes: dict[int, NodeStatus]) -> Transition:
     """Shared tail of success and allowed failure: decrement successors, release, settle."""
     graph = state.plan.graph
@@ -429,6 +438,7 @@ def _blocking_dead(state: RunState, changes: dict[int, NodeStatus]) -> set[int]:
     }
 
 
+# Lua twin: unskip in adapters/redis/lua/_lib.lua (keep the two in step).
 def _unskip(state: RunState, changes: dict[int, NodeStatus]) -> dict[int, NodeStatus]:
     """Skipped nodes that no blocking dead node reaches any more go back to pending."""
     still_blocked: set[int] = set()

@@ -8,7 +8,6 @@ Sidekiq does).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -23,9 +22,9 @@ from sideline.core.jobs import check_queue_name
 from sideline.core.payload import decode
 from sideline.core.ports import Delivery
 from sideline.runtime._env import new_id
+from sideline.runtime._housekeeping import Housekeeping
 from sideline.runtime.executor import process
 from sideline.runtime.observers import notify
-from sideline.runtime.orphans import find_orphans, forget_emptied, recover_orphans
 
 if TYPE_CHECKING:
     from sideline.runtime.app import App
@@ -37,7 +36,7 @@ log = logging.getLogger("sideline.worker")
 T = TypeVar("T")
 
 
-class Worker:
+class Worker(Housekeeping):
     """Runs jobs of an App on `concurrency` threads until stopped.
 
     Args:
@@ -343,142 +342,6 @@ class Worker:
                 log.warning("backend unavailable (%s); retrying in %.2f s", exc, delay_s)
                 self._stop.wait(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
-
-    def _poll(self) -> None:
-        """Housekeeping: move due scheduled jobs, heartbeat, recover dead workers' jobs,
-        reconcile this worker's own in-progress lists. A failing step never ends the loop."""
-        backend = self.app.backend
-        next_beat = next_recovery = 0.0
-        while not self._stop.is_set():
-            now = self.app.clock.now()
-            due: object = None
-            if self._safely("moving due jobs", lambda: backend.move_due(now)) is not _FAILED:  # noqa: B023
-                due = self._safely("reading the next due time", backend.next_due)
-            else:
-                next_beat = 0.0  # beat first once the backend answers again
-            beat_ok = True
-            if now >= next_beat:
-                beat_ok = self._safely("heartbeat", self._heartbeat) is not _FAILED
-                if beat_ok:
-                    next_beat = now + self.heartbeat_interval_s
-                    self._safely("reading signals", self._obey_signal)
-            if beat_ok and now >= next_recovery:  # judge others only after beating ourselves
-                self._safely("recovery", self.recover_dead_workers)
-                next_recovery = min(now + self.recovery_interval_s, self._next_expiry + 0.05)
-            if now >= self._next_reconcile:
-                self._safely("reconciling held jobs", self.reconcile)
-                self._next_reconcile = now + self.reconcile_interval_s
-            wait_s = self.poll_interval_s if not isinstance(due, float) else min(
-                self.poll_interval_s, max(0.0, due - self.app.clock.now()))
-            self._stop.wait(wait_s)
-
-    def _safely(self, what: str, step: Callable[[], T]) -> T | object:
-        """Run one housekeeping step; log and return _FAILED on any error."""
-        try:
-            return step()
-        except SidelineError as exc:
-            log.warning("%s failed: %s", what, exc)
-        except Exception:
-            log.exception("%s failed unexpectedly", what)
-        return _FAILED
-
-    def _reconcile_soon(self) -> None:
-        """After a fetch error: check the in-progress lists now (and confirm a check later)."""
-        self._next_reconcile = min(self._next_reconcile, self.app.clock.now())
-
-    def reconcile(self) -> int:
-        """Push back held jobs that no thread of this worker runs or will start.
-
-        A fetch whose reply was lost (Redis stalled, the connection reset) moved jobs into
-        this worker's lists that no thread knows about. A held job unaccounted for in two
-        checks at least `reconcile_interval_s` apart is pushed back to the head of its
-        queue (as it was never started here, its recovery count is unchanged). Returns
-        the number pushed back.
-        """
-        backend = self.app.backend
-        now = self.app.clock.now()
-        held = Counter(backend.held(self.worker_id))
-        with self._busy_lock:
-            known = Counter(self._busy.values())
-            known.update(self._prefetched)
-        suspects = held - known
-        if self._suspects and now - self._suspects_at < self.reconcile_interval_s:
-            return 0  # too soon to confirm the earlier suspects
-        confirmed = suspects & self._suspects
-        self._suspects, self._suspects_at = suspects - confirmed, now
-        pushed = 0
-        for delivery in reversed(list(confirmed.elements())):
-            log.warning("pushing back a job no thread holds (a lost fetch reply) to %s: %.120s",
-                        delivery.queue, delivery.raw)
-            pushed += bool(backend.requeue(self.worker_id, delivery))
-        if self._suspects:
-            self._next_reconcile = min(self._next_reconcile, now + self.reconcile_interval_s)
-        return pushed
-
-    def _obey_signal(self) -> None:
-        """Act on a quiet or stop signal sent through the admin API (`app.admin.quiet`)."""
-        read = getattr(self.app.backend, "worker_signal", None)
-        signal = read(self.worker_id) if read is not None else None
-        if signal in ("quiet", "stop") and not self._quiet.is_set():
-            log.info("worker %s: %s signal received: no new jobs", self.worker_id, signal)
-            self.quiet()
-        if signal == "stop" and not self.stop_requested.is_set():
-            self.stop_requested.set()
-
-    def _take_over_previous_incarnations(self) -> None:
-        """Recover at once what earlier incarnations of this instance held: a process that
-        restarts under the same instance id cannot still be running their jobs."""
-        now = self.app.clock.now()
-        earlier = [w for w in self.app.backend.workers(now)
-                   if w.worker_id != self.worker_id and w.info.get("instance") == self.instance_id]
-        for worker in earlier:
-            if worker.alive:
-                log.warning("instance %s: taking over from incarnation %s whose heartbeat is "
-                            "still fresh; if another process uses this instance id, give each "
-                            "its own SIDELINE_INSTANCE_ID", self.instance_id, worker.worker_id)
-            self.app.backend.heartbeat(worker.worker_id, {}, -1.0, now)  # mark it dead now
-        if earlier:
-            ids = [w.worker_id for w in earlier]
-            self.recovered += recover_orphans(self.app, find_orphans(self.app, ids))
-            forget_emptied(self.app, ids)
-
-    def _heartbeat(self) -> None:
-        info = {"instance": self.instance_id, "incarnation": self.incarnation,
-                "host": socket.gethostname(), "pid": str(os.getpid()),
-                "concurrency": str(self.concurrency), "busy": str(self.busy),
-                "queues": ",".join(self.weights), "started_at": repr(self.started_at),
-                "work": json.dumps(self.work(), separators=(",", ":"))}
-        self.app.backend.heartbeat(self.worker_id, info, self.heartbeat_ttl_s,
-                                   self.app.clock.now())
-        notify(self.app.observers, "heartbeat", self.worker_id)
-
-    def recover_dead_workers(self) -> int:
-        """One recovery pass: under the recovery lock, move every dead worker's in-progress
-        jobs back to their queues and forget the worker. Returns the jobs moved."""
-        backend = self.app.backend
-        now = self.app.clock.now()
-        token = backend.acquire_lock("recovery", max(2.0, self.recovery_interval_s), now)
-        if token is None:
-            return 0  # another worker is recovering right now
-        moved = 0
-        try:
-            workers = backend.workers(now)
-            self._next_expiry = min((w.expires_at for w in workers
-                                     if w.alive and w.worker_id != self.worker_id),
-                                    default=float("inf"))
-            dead = [w.worker_id for w in workers
-                    if not w.alive and w.worker_id != self.worker_id]
-            if dead:
-                moved = recover_orphans(self.app, find_orphans(self.app, dead))
-                forget_emptied(self.app, dead)
-        finally:
-            backend.release_lock("recovery", token)
-        self.recovered += moved
-        return moved
-
-
-_FAILED = object()
-"""What `_safely` returns for a step that raised."""
 
 
 def _weighted_pick(weights: Mapping[str, int], draw: float) -> str:

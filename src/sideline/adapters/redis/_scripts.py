@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import enum
+import re
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
 from redis.commands.core import Script
 
-__all__ = ["SCRIPT_NAMES", "Scripts"]
+from sideline.core.run import FINISHED_TTL_S, SETTLED, STOPPABLE, NodeStatus, RunStatus
+from sideline.core.settlement import NodeEvent
+
+__all__ = ["SCRIPT_NAMES", "Scripts", "prelude"]
 
 SCRIPT_NAMES = (
     "admin_kill",
@@ -35,6 +41,41 @@ SCRIPT_NAMES = (
     "settle",
 )
 
+_WORD = re.compile(r"^[a-z_]+$")
+
+
+def _quote(value: str) -> str:
+    if not _WORD.match(value):
+        raise ValueError(f"{value!r} cannot be a Lua prelude constant: use [a-z_]+")
+    return f"'{value}'"
+
+
+def _enum_table(name: str, members: type[enum.StrEnum]) -> str:
+    fields = ", ".join(f"{m.name} = {_quote(m.value)}" for m in members)
+    return f"local {name} = {{{fields}}}  -- {members.__module__}.{members.__qualname__}"
+
+
+def _set_table(name: str, statuses: Iterable[NodeStatus]) -> str:
+    fields = ", ".join(f"[{_quote(s.value)}] = true" for s in sorted(statuses))
+    return f"local {name} = {{{fields}}}  -- sideline.core.run.{name}"
+
+
+def prelude() -> str:
+    """The Lua constants generated from core (statuses, status sets, default TTLs).
+
+    Prepended to every script before `_lib.lua`, so the Lua state machine reads the same
+    values as core.run instead of copies that could drift.
+    """
+    return "\n".join((
+        "-- ==== prelude: generated from core by adapters/redis/_scripts.py ====",
+        _enum_table("NODE", NodeStatus),
+        _enum_table("RUN", RunStatus),
+        _enum_table("EVENT", NodeEvent),
+        _set_table("SETTLED", SETTLED),
+        _set_table("STOPPABLE", STOPPABLE),
+        f"local FINISHED_TTL_S = {int(FINISHED_TTL_S)}  -- sideline.core.run.FINISHED_TTL_S",
+    ))
+
 
 def _source(name: str) -> str:
     return (resources.files("sideline.adapters.redis") / "lua" / f"{name}.lua").read_text("utf-8")
@@ -43,13 +84,14 @@ def _source(name: str) -> str:
 class Scripts:
     """Every operation's script, registered once per client (EVALSHA, EVAL on a cache miss).
 
-    Each script is its own file; the helpers of `_lib.lua` are prepended to it.
+    Each script is its own file; the generated `prelude` and the helpers of `_lib.lua`
+    are prepended to it.
     """
 
     def __init__(self, client: Any) -> None:
-        library = _source("_lib")
+        head = f"{prelude()}\n-- ==== _lib.lua ====\n{_source('_lib')}"
         self._scripts: dict[str, Script] = {
-            name: client.register_script(f"{library}\n-- ==== {name}.lua ====\n{_source(name)}")
+            name: client.register_script(f"{head}\n-- ==== {name}.lua ====\n{_source(name)}")
             for name in SCRIPT_NAMES
         }
 

@@ -75,8 +75,6 @@ end
 -- ---- workflow runs: KEYS[1..5] are the run's hash, nodes, remaining, graph, payloads, ----
 -- ---- and KEYS[6] (where the operation can finish the run) the run's memory hash      ----
 
-local FINISHED_TTL_S = 86400  -- core.run.FINISHED_TTL_S, for runs stored without the field
-
 local function run_keys()
   return {run = KEYS[1], nodes = KEYS[2], remaining = KEYS[3], graph = KEYS[4],
           payloads = KEYS[5], memory = KEYS[6]}
@@ -125,13 +123,12 @@ local function gnode(R, id)
   return cached
 end
 
-local SETTLED = {succeeded = true, dead = true, skipped = true, cancelled = true}
 local changes = {}
 local remaining_changes = {}
 local releases = {}
 
 local function is_ok(status, allow)
-  return status == 'succeeded' or (status == 'dead' and allow)
+  return status == NODE.SUCCEEDED or (status == NODE.DEAD and allow)
 end
 
 local function flag(b)
@@ -148,16 +145,16 @@ local function set_node(R, id, new)
   end
   local allow = gnode(R, id).allow
   local d_ok = flag(is_ok(new, allow)) - flag(is_ok(old, allow))
-  local d_block = flag(new == 'dead' and not allow) - flag(old == 'dead' and not allow)
+  local d_block = flag(new == NODE.DEAD and not allow) - flag(old == NODE.DEAD and not allow)
   local d_settled = flag(SETTLED[new]) - flag(SETTLED[old])
   redis.call('HSET', R.nodes, id, new)
   if d_ok ~= 0 then redis.call('HINCRBY', R.run, 'ok', d_ok) end
   if d_block ~= 0 then redis.call('HINCRBY', R.run, 'blocking', d_block) end
   if d_settled ~= 0 then redis.call('HINCRBY', R.run, 'settled', d_settled) end
-  if new == 'running' then
+  if new == NODE.RUNNING then
     redis.call('HSET', R.run, 'started:' .. id, node_clock)
     redis.call('HDEL', R.run, 'ended:' .. id)
-  elseif new == 'succeeded' or new == 'dead' then
+  elseif new == NODE.SUCCEEDED or new == NODE.DEAD then
     redis.call('HSET', R.run, 'ended:' .. id, node_clock)
   end
   changes[#changes + 1] = {tonumber(id), new}
@@ -172,10 +169,10 @@ local function release(R, P, run_id, id, now)
   local raw = stamp(redis.call('HGET', R.payloads, id), 'enqueued_at', now)
   if g.delay > 0 then
     set_add(P, 'schedule', run_id .. '.' .. id, num(tonumber(now) + g.delay / 1000), g.queue, raw)
-    set_node(R, id, 'scheduled')
+    set_node(R, id, NODE.SCHEDULED)
   else
     push_job(P, g.queue, raw, false)
-    set_node(R, id, 'queued')
+    set_node(R, id, NODE.QUEUED)
   end
   releases[#releases + 1] = {tonumber(id), g.delay}
 end
@@ -192,59 +189,6 @@ local function descendants(R, id)
     end
   end
   return seen
-end
-
--- Skipped nodes that no blocking dead node reaches any more go back to pending.
-local function unskip(R)
-  local all = redis.call('HGETALL', R.nodes)
-  local blocked = {}
-  for i = 1, #all, 2 do
-    if all[i + 1] == 'dead' and not gnode(R, all[i]).allow then
-      for d in pairs(descendants(R, all[i])) do blocked[d] = true end
-    end
-  end
-  for i = 1, #all, 2 do
-    if all[i + 1] == 'skipped' and not blocked[all[i]] then
-      set_node(R, all[i], 'pending')
-    end
-  end
-end
-
--- Shared tail of success and allowed failure (core.run._finish_node): decrement the
--- successors' barriers, release those reaching zero, settle the run's status.
-local function finish_node(R, P, run_id, id, now, was_blocking)
-  local status = redis.call('HGET', R.run, 'status')
-  local cancelled = status == 'cancelled'
-  for _, s in ipairs(gnode(R, id).succ) do
-    local count = redis.call('HINCRBY', R.remaining, s, -1)
-    remaining_changes[#remaining_changes + 1] = {tonumber(s), count}
-    if count == 0 and not cancelled then
-      release(R, P, run_id, s, now)
-    end
-  end
-  if was_blocking then
-    unskip(R)
-  end
-  if cancelled then
-    return nil, nil, false
-  end
-  local n = counter(R, 'n')
-  if counter(R, 'ok') == n then
-    return 'succeeded', 'success', true
-  elseif status == 'failed' and counter(R, 'blocking') == 0 then
-    return 'running', nil, false
-  elseif status == 'failed' and counter(R, 'settled') == n then
-    return nil, nil, not redis.call('HGET', R.run, 'finished_at')
-  end
-  return nil, nil, false
-end
-
--- A failed run that had finished is unfinished again once it has work left.
-local function reopen_if_unsettled(R, finished)
-  if not finished and redis.call('HGET', R.run, 'status') == 'failed'
-      and counter(R, 'settled') < counter(R, 'n') then
-    redis.call('HDEL', R.run, 'finished_at')
-  end
 end
 
 -- The run's expiry after a change (core.run.next_expiry), called once finished_at is
@@ -281,7 +225,7 @@ local function compact(R, ttl)
   for i = 1, #all, 2 do
     local id, status = all[i], all[i + 1]
     counts[status] = (counts[status] or 0) + 1
-    if status == 'dead' then
+    if status == NODE.DEAD then
       local ok, payload = pcall(cjson.decode, redis.call('HGET', R.payloads, id))
       local job = ok and type(payload) == 'table' and payload.name or '?'
       failed[#failed + 1] = {tonumber(id), job, redis.call('HGET', R.run, 'error:' .. id) or ''}
@@ -311,7 +255,7 @@ local function settle(R, P, now, status, callback, finished)
   end
   if finished then
     redis.call('HSET', R.run, 'finished_at', now)
-  elseif status == 'running' then
+  elseif status == RUN.RUNNING then
     redis.call('HDEL', R.run, 'finished_at')
   end
   local expires, replace = next_expiry(R, now, finished)
@@ -324,7 +268,7 @@ local function settle(R, P, now, status, callback, finished)
       push_job(P, queue, stamp(raw, 'enqueued_at', now), false)
     end
   end
-  if finished and (status == 'succeeded' or status == 'cancelled') then
+  if finished and (status == RUN.SUCCEEDED or status == RUN.CANCELLED) then
     compact(R, ttl)
   end
 end
@@ -335,11 +279,67 @@ local function outcome(status, callback, finished)
                        finished = finished and true or false})
 end
 
--- ---- node outcomes, shared by complete_node.lua, fail_node.lua and settle.lua ----
+-- ---- the run state machine: one function per function of core/run.py, same names ----
+-- Each plans and applies in one go (core.run.plan_* then core.run.apply), in the order
+-- of core/run.py: node statuses as set_node writes them, then the run-level outcome
+-- (settle). The helpers come first (Lua locals are defined before use).
+
+-- mirrors core.run._unskip: skipped nodes that no blocking dead node reaches any more go
+-- back to pending.
+local function unskip(R)
+  local all = redis.call('HGETALL', R.nodes)
+  local blocked = {}
+  for i = 1, #all, 2 do
+    if all[i + 1] == NODE.DEAD and not gnode(R, all[i]).allow then
+      for d in pairs(descendants(R, all[i])) do blocked[d] = true end
+    end
+  end
+  for i = 1, #all, 2 do
+    if all[i + 1] == NODE.SKIPPED and not blocked[all[i]] then
+      set_node(R, all[i], NODE.PENDING)
+    end
+  end
+end
+
+-- mirrors core.run._finish_node: the shared tail of success and allowed failure. Decrement
+-- the successors' barriers, release those reaching zero, settle the run's status; a failed
+-- run that had finished is unfinished again once it has work left (Transition.reopened).
+-- Returns the run status, callback and finished flag for settle.
+local function finish_node(R, P, run_id, id, now, was_blocking)
+  local status = redis.call('HGET', R.run, 'status')
+  local cancelled = status == RUN.CANCELLED
+  for _, s in ipairs(gnode(R, id).succ) do
+    local count = redis.call('HINCRBY', R.remaining, s, -1)
+    remaining_changes[#remaining_changes + 1] = {tonumber(s), count}
+    if count == 0 and not cancelled then
+      release(R, P, run_id, s, now)
+    end
+  end
+  if was_blocking then
+    unskip(R)
+  end
+  if cancelled then
+    return nil, nil, false
+  end
+  local n = counter(R, 'n')
+  local run_status, callback, finished = nil, nil, false
+  if counter(R, 'ok') == n then
+    run_status, callback, finished = RUN.SUCCEEDED, 'success', true
+  elseif status == RUN.FAILED and counter(R, 'blocking') == 0 then
+    run_status = RUN.RUNNING
+  elseif status == RUN.FAILED and counter(R, 'settled') == n then
+    finished = not redis.call('HGET', R.run, 'finished_at')
+  end
+  if not finished and status == RUN.FAILED and counter(R, 'settled') < n then
+    redis.call('HDEL', R.run, 'finished_at')
+  end
+  return run_status, callback, finished
+end
 
 -- Where a node's success stands before anything is written: 'expired' (the run's state
 -- is missing: nothing may be applied), 'compacted' (the run finished: only ack),
--- 'missing' (the run has no such node) or the node's current status.
+-- 'missing' (the run has no such node) or the node's current status. Split from
+-- plan_complete so that complete_node.lua and settle.lua ack only an applicable success.
 local function completion_check(R, id, now)
   if not live(R, now) then
     return 'expired'
@@ -350,63 +350,97 @@ local function completion_check(R, id, now)
   return redis.call('HGET', R.nodes, id) or 'missing'
 end
 
--- The run part of a node's success (core.run.plan_complete), once completion_check said
--- `current` (neither 'expired' nor 'missing'): mark the node succeeded once, decrement its
--- successors' barriers, release those at zero, finish the run (compacting it, clearing
--- its memory) and push its success callback. Returns the transition as JSON.
-local function complete_run_node(R, P, run_id, id, now, current)
+-- mirrors core.run.plan_begin (begin_node.lua): say whether a fetched job of node `id`
+-- runs and mark it running if so; a node that runs (a retry of a running one too) counts
+-- one more attempt, "attempts:<node>" (core.run.RunState.attempts). Returns 'run', 'skip'
+-- (also for a compacted run), 'expired' (no run state) or an error reply for an unknown node.
+local function plan_begin(R, P, run_id, id, now)
+  if not live(R, now) then
+    return 'expired'
+  end
+  if compacted(R) then
+    return 'skip'
+  end
+  local current = redis.call('HGET', R.nodes, id)
+  if not current then
+    return redis.error_reply('run ' .. run_id .. ' has no node ' .. id)
+  end
+  local status = redis.call('HGET', R.run, 'status')
+  local decision = 'run'
+  if current == NODE.SUCCEEDED or status == RUN.CANCELLED or current == NODE.CANCELLED then
+    decision = 'skip'
+  elseif current == NODE.DEAD then
+    -- runs again only once revived; an allowed failure retried by hand runs but stays
+    -- dead until it succeeds (its successors were counted when it died)
+    if not gnode(R, id).allow then
+      decision = 'skip'
+    end
+  elseif current ~= NODE.RUNNING then
+    set_node(R, id, NODE.RUNNING)
+  end
+  if decision == 'run' then
+    redis.call('HINCRBY', R.run, 'attempts:' .. id, 1)
+  end
+  settle(R, P, now, nil, nil, false)
+  return decision
+end
+
+-- mirrors core.run.plan_complete (complete_node.lua, settle.lua), once completion_check
+-- said `current` (neither 'expired' nor 'missing'): mark the node succeeded once,
+-- decrement its successors' barriers, release those at zero, finish the run (compacting
+-- it, clearing its memory) and push its success callback. Returns the transition as JSON.
+local function plan_complete(R, P, run_id, id, now, current)
   if current == 'compacted' then
     return outcome(nil, nil, false)
   end
-  if current == 'succeeded' then
-    settle(R, P, now, nil, nil, false)
+  if current == NODE.SUCCEEDED then
+    settle(R, P, now, nil, nil, false)  -- idempotent: a redelivered step counts once
     return outcome(nil, nil, false)
   end
   local allow = gnode(R, id).allow
-  set_node(R, id, 'succeeded')
-  if current == 'dead' and allow then
+  set_node(R, id, NODE.SUCCEEDED)
+  if current == NODE.DEAD and allow then
     -- an allowed failure already released its successors when it died
     settle(R, P, now, nil, nil, false)
     return outcome(nil, nil, false)
   end
   local status, callback, finished = finish_node(R, P, run_id, id, now,
-                                                 current == 'dead' and not allow)
-  reopen_if_unsettled(R, finished)
+                                                 current == NODE.DEAD and not allow)
   settle(R, P, now, status, callback, finished)
   return outcome(status, callback, finished)
 end
 
--- The run part of a node's death (core.run.plan_fail): mark the node dead, keep its error
--- (JSON [error_class, error_message]) as "error:<node>", skip its dependants, mark the run
--- failed and push the failure callback once; an allow-failure node lets its successors
--- run instead. A missing or compacted run is left alone. Returns the transition as JSON.
-local function fail_run_node(R, P, run_id, id, now, error_json)
+-- mirrors core.run.plan_fail (fail_node.lua, settle.lua): mark the node dead, keep its
+-- error (JSON [error_class, error_message]) as "error:<node>", skip its dependants, mark
+-- the run failed and push the failure callback once; an allow-failure node lets its
+-- successors run instead. A missing or compacted run is left alone. Returns the
+-- transition as JSON.
+local function plan_fail(R, P, run_id, id, now, error_json)
   if not live(R, now) or compacted(R) then
     return outcome(nil, nil, false)
   end
   local current = redis.call('HGET', R.nodes, id)
-  if not current or current == 'succeeded' or current == 'dead' then
+  if not current or current == NODE.SUCCEEDED or current == NODE.DEAD then
     settle(R, P, now, nil, nil, false)
     return outcome(nil, nil, false)
   end
-  set_node(R, id, 'dead')
+  set_node(R, id, NODE.DEAD)
   redis.call('HSET', R.run, 'error:' .. id, error_json)
   if gnode(R, id).allow then
     local status, callback, finished = finish_node(R, P, run_id, id, now, false)
-    reopen_if_unsettled(R, finished)
     settle(R, P, now, status, callback, finished)
     return outcome(status, callback, finished)
   end
   for d in pairs(descendants(R, id)) do
-    if redis.call('HGET', R.nodes, d) == 'pending' then
-      set_node(R, d, 'skipped')
+    if redis.call('HGET', R.nodes, d) == NODE.PENDING then
+      set_node(R, d, NODE.SKIPPED)
     end
   end
   local run_status = redis.call('HGET', R.run, 'status')
   local all_settled = counter(R, 'settled') == counter(R, 'n')
   local status, callback, finished = nil, nil, false
-  if run_status == 'running' then
-    status = 'failed'
+  if run_status == RUN.RUNNING then
+    status = RUN.FAILED
     if redis.call('HGET', R.run, 'failure_fired') ~= '1' then
       callback = 'failure'
     end
@@ -416,6 +450,61 @@ local function fail_run_node(R, P, run_id, id, now, error_json)
   end
   settle(R, P, now, status, callback, finished)
   return outcome(status, callback, finished)
+end
+
+-- mirrors core.run.plan_revive (retry_dead.lua): a dead node retried by hand is queued
+-- again (its job is pushed by the caller), the nodes only it blocked are un-skipped and
+-- the run is running again when no other node blocks it. A missing or compacted run, or
+-- a node that is not a blocking dead node of a live run, is left as it is.
+local function plan_revive(R, P, id, now)
+  if not live(R, now) or compacted(R) then
+    return
+  end
+  local current = redis.call('HGET', R.nodes, id)
+  local status = redis.call('HGET', R.run, 'status')
+  if current ~= NODE.DEAD or status == RUN.CANCELLED or gnode(R, id).allow then
+    -- nothing to revive (an allowed failure already let its successors run)
+    settle(R, P, now, nil, nil, false)
+    return
+  end
+  set_node(R, id, NODE.QUEUED)
+  unskip(R)
+  redis.call('HDEL', R.run, 'finished_at')  -- the run has work again (Transition.reopened)
+  local run_status = nil
+  if counter(R, 'blocking') == 0 then
+    run_status = RUN.RUNNING
+  end
+  settle(R, P, now, run_status, nil, false)
+end
+
+-- mirrors core.run.plan_cancel (cancel_run.lua): nodes not yet running (STOPPABLE) are
+-- cancelled and the scheduled or retry entries of the run's nodes (jids
+-- "<run_id>.<node>") removed; running nodes finish but release nothing; the run is
+-- compacted to its summary (settle). Returns 1 cancelled, 0 already succeeded or
+-- cancelled, -1 no run state.
+local function plan_cancel(R, P, run_id, now)
+  if not live(R, now) then
+    return -1
+  end
+  if compacted(R) then
+    return 0
+  end
+  local status = redis.call('HGET', R.run, 'status')
+  if status == RUN.SUCCEEDED or status == RUN.CANCELLED then
+    settle(R, P, now, nil, nil, false)
+    return 0
+  end
+  local all = redis.call('HGETALL', R.nodes)
+  for i = 1, #all, 2 do
+    if STOPPABLE[all[i + 1]] then
+      set_node(R, all[i], NODE.CANCELLED)
+    end
+    for _, kind in ipairs({'schedule', 'retry'}) do
+      set_remove(P, kind, run_id .. '.' .. all[i])
+    end
+  end
+  settle(R, P, now, RUN.CANCELLED, nil, true)
+  return 1
 end
 
 -- ---- the other parts of a settlement (settle.lua) ----

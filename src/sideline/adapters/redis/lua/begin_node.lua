@@ -5,33 +5,6 @@
 -- ARGV[1] P, ARGV[2] run id, ARGV[3] node id, ARGV[4] now (s)
 -- returns: 'run', 'skip' (already succeeded or dead, the run was cancelled, or it finished
 --   and was compacted), 'expired' (no run state), or an error reply for an unknown node
+-- (the decision is _lib.lua plan_begin, the twin of core.run.plan_begin)
 local R = run_keys()
-local P, id, now = ARGV[1], ARGV[3], ARGV[4]
-if not live(R, now) then
-  return 'expired'
-end
-if compacted(R) then
-  return 'skip'
-end
-local current = redis.call('HGET', R.nodes, id)
-if not current then
-  return redis.error_reply('run ' .. ARGV[2] .. ' has no node ' .. id)
-end
-local status = redis.call('HGET', R.run, 'status')
-local decision = 'run'
-if current == 'succeeded' or current == 'cancelled' or status == 'cancelled' then
-  decision = 'skip'
-elseif current == 'dead' then
-  -- runs again only once revived; an allowed failure retried by hand runs but stays
-  -- dead until it succeeds (its successors were counted when it died)
-  if not gnode(R, id).allow then
-    decision = 'skip'
-  end
-elseif current ~= 'running' then
-  set_node(R, id, 'running')
-end
-if decision == 'run' then
-  redis.call('HINCRBY', R.run, 'attempts:' .. id, 1)
-end
-settle(R, P, now, nil, nil, false)
-return decision
+return plan_begin(R, ARGV[1], ARGV[2], ARGV[3], ARGV[4])

@@ -7,7 +7,7 @@
 -- KEYS[1..5] run hash, nodes, remaining, graph, payloads; KEYS[6] the run's memory;
 --   KEYS[7] the worker's in-progress list for the job's queue
 -- ARGV[1] P, ARGV[2] run id, ARGV[3] node id, ARGV[4] now (s), ARGV[5] payload as fetched
--- (the run part is _lib.lua complete_run_node, which settle.lua shares)
+-- (the run part is _lib.lua plan_complete, which settle.lua shares)
 -- returns: the transition as JSON (see _lib.lua outcome), or 'expired' (nothing acked)
 local R = run_keys()
 local P, run_id, id, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -18,4 +18,4 @@ elseif current == 'missing' then
   return redis.error_reply('run ' .. run_id .. ' has no node ' .. id)
 end
 redis.call('LREM', KEYS[7], 1, ARGV[5])
-return complete_run_node(R, P, run_id, id, now, current)
+return plan_complete(R, P, run_id, id, now, current)

@@ -10,7 +10,7 @@
 -- ARGV[6] jid, ARGV[7] queue, ARGV[8] dead payload, ARGV[9] keep in dead set (1/0),
 -- ARGV[10] max dead jobs, ARGV[11] dead ttl (s), ARGV[12] the error as JSON
 --   [error_class, error_message]
--- (the run part is _lib.lua fail_run_node, which settle.lua shares)
+-- (the run part is _lib.lua plan_fail, which settle.lua shares)
 -- returns: the transition as JSON (see _lib.lua outcome)
 local R = run_keys()
 local P, now = ARGV[1], ARGV[4]
@@ -18,4 +18,4 @@ redis.call('LREM', KEYS[7], 1, ARGV[5])
 if ARGV[9] == '1' then
   add_dead(P, ARGV[6], ARGV[7], ARGV[8], now, ARGV[10], ARGV[11])
 end
-return fail_run_node(R, P, ARGV[2], ARGV[3], now, ARGV[12])
+return plan_fail(R, P, ARGV[2], ARGV[3], now, ARGV[12])

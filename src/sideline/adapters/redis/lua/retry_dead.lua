@@ -6,6 +6,7 @@
 -- ARGV[1] P, ARGV[2] jid, ARGV[3] now (s), ARGV[4] dead entry as read ("queue|payload"),
 -- ARGV[5] node id or '', ARGV[6] payload to push
 -- returns: 1 moved, 0 the job is no longer in the dead set (or changed since it was read)
+-- (the revive is _lib.lua plan_revive, the twin of core.run.plan_revive)
 local R = run_keys()
 local P, jid, now, id = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local entry = redis.call('HGET', P .. 'dead:jobs', jid)
@@ -13,21 +14,8 @@ if entry ~= ARGV[4] then
   return 0
 end
 set_remove(P, 'dead', jid)
-if id ~= '' and live(R, now) and not compacted(R) then
-  local current = redis.call('HGET', R.nodes, id)
-  local status = redis.call('HGET', R.run, 'status')
-  if current == 'dead' and status ~= 'cancelled' and not gnode(R, id).allow then
-    set_node(R, id, 'queued')
-    unskip(R)
-    redis.call('HDEL', R.run, 'finished_at')  -- the run has work again
-    local run_status = nil
-    if counter(R, 'blocking') == 0 then
-      run_status = 'running'
-    end
-    settle(R, P, now, run_status, nil, false)
-  else
-    settle(R, P, now, nil, nil, false)
-  end
+if id ~= '' then
+  plan_revive(R, P, id, now)
 end
 local queue = split_entry(entry)
 push_job(P, queue, ARGV[6], false)

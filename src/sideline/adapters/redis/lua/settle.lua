@@ -28,7 +28,7 @@ local R = run_keys()
 local P, raw, action, now = ARGV[1], ARGV[2], ARGV[3], ARGV[9]
 local event, run_id, id = ARGV[12], ARGV[13], ARGV[14]
 local current = nil
-if event == 'succeeded' then
+if event == EVENT.SUCCEEDED then
   current = completion_check(R, id, now)
   if current == 'expired' then
     return 'expired'
@@ -43,10 +43,10 @@ elseif action == 'bury' and ARGV[8] == '1' then
   add_dead(P, ARGV[4], ARGV[5], ARGV[6], now, ARGV[10], ARGV[11])
 end
 local transition = ''
-if event == 'succeeded' then
-  transition = complete_run_node(R, P, run_id, id, now, current)
-elseif event == 'failed' then
-  transition = fail_run_node(R, P, run_id, id, now, ARGV[15])
+if event == EVENT.SUCCEEDED then
+  transition = plan_complete(R, P, run_id, id, now, current)
+elseif event == EVENT.FAILED then
+  transition = plan_fail(R, P, run_id, id, now, ARGV[15])
 end
 if ARGV[16] ~= '' then
   release_if_held(KEYS[8], ARGV[16])
