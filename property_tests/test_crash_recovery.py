@@ -118,7 +118,7 @@ class _Harness:
         if fault is not None:
             self.backend.faults.inject(*fault)
         try:
-            process(self.app, worker, delivery)
+            process(self.app.runtime, worker, delivery)
         except InjectedFault:
             self.crash(worker)  # the worker died mid-settle; its jobs wait for recovery
         finally:
@@ -261,12 +261,12 @@ def test_retrying_an_allowed_failure_by_hand_does_not_release_a_join_early() -> 
     other = dag.add(leaf("other"))
     dag.add(leaf("join"), after=[first, other])
     run_id = Workflow(dag, app=app).run()
-    process(app, "w", _fetch(app))  # node 0 dies, allowed: the join now waits for node 1 only
+    process(app.runtime, "w", _fetch(app))  # node 0 dies, allowed: the join now waits for node 1 only
     held = _fetch(app)  # node 1 is fetched but not finished yet
     assert decode(held.raw).node_id == 1
     broken["now"] = False
     assert app.backend.retry_dead(f"{run_id}.0", clock.now())  # retried by hand from the dead set
-    process(app, "w", _fetch(app))
+    process(app.runtime, "w", _fetch(app))
     statuses = [node.status for node in app.status(run_id).nodes]
     assert statuses[2] is NodeStatus.PENDING, f"join released before node 1 finished: {statuses}"
 

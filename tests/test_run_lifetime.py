@@ -45,7 +45,7 @@ def test_group_members_that_extend_the_run_outlive_a_short_run_ttl(backend: Back
     deliveries = backend.fetch_many("w", ["default"], 3)
     assert len(deliveries) == 3
     for delivery in deliveries:
-        process(app, "w", delivery)
+        process(app.runtime, "w", delivery)
         clock.advance(3)
     assert extended == [True, True, True]
     assert backend.entries("dead") == []  # none buried as expired

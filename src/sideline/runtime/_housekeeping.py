@@ -21,7 +21,7 @@ from sideline.runtime.observers import notify
 from sideline.runtime.orphans import find_orphans, forget_emptied, recover_orphans
 
 if TYPE_CHECKING:
-    from sideline.runtime.app import App
+    from sideline.runtime.context import Runtime
 
 __all__ = ["Housekeeping"]
 
@@ -37,7 +37,7 @@ _FAILED = object()
 class Housekeeping:
     """The poller's work, for `Worker`."""
 
-    app: App
+    runtime: Runtime
     worker_id: str
     instance_id: str
     incarnation: str
@@ -77,10 +77,10 @@ class Housekeeping:
     def _poll(self) -> None:
         """Housekeeping: move due scheduled jobs, heartbeat, recover dead workers' jobs,
         reconcile this worker's own in-progress lists. A failing step never ends the loop."""
-        backend = self.app.backend
+        backend = self.runtime.backend
         next_beat = next_recovery = 0.0
         while not self._stop.is_set():
-            now = self.app.clock.now()
+            now = self.runtime.clock.now()
             due: object = None
             if self._safely("moving due jobs", lambda: backend.move_due(now)) is not _FAILED:  # noqa: B023
                 due = self._safely("reading the next due time", backend.next_due)
@@ -99,7 +99,7 @@ class Housekeeping:
                 self._safely("reconciling held jobs", self.reconcile)
                 self._next_reconcile = now + self.reconcile_interval_s
             wait_s = self.poll_interval_s if not isinstance(due, float) else min(
-                self.poll_interval_s, max(0.0, due - self.app.clock.now()))
+                self.poll_interval_s, max(0.0, due - self.runtime.clock.now()))
             self._stop.wait(wait_s)
 
     def _safely(self, what: str, step: Callable[[], T]) -> T | object:
@@ -114,7 +114,7 @@ class Housekeeping:
 
     def _reconcile_soon(self) -> None:
         """After a fetch error: check the in-progress lists now (and confirm a check later)."""
-        self._next_reconcile = min(self._next_reconcile, self.app.clock.now())
+        self._next_reconcile = min(self._next_reconcile, self.runtime.clock.now())
 
     def reconcile(self) -> int:
         """Push back held jobs that no thread of this worker runs or will start.
@@ -125,8 +125,8 @@ class Housekeeping:
         queue (as it was never started here, its recovery count is unchanged). Returns
         the number pushed back.
         """
-        backend = self.app.backend
-        now = self.app.clock.now()
+        backend = self.runtime.backend
+        now = self.runtime.clock.now()
         held = Counter(backend.held(self.worker_id))
         with self._busy_lock:
             known = Counter(self._busy.values())
@@ -147,7 +147,7 @@ class Housekeeping:
 
     def _obey_signal(self) -> None:
         """Act on a quiet or stop signal sent through the admin API (`app.admin.quiet`)."""
-        read = getattr(self.app.backend, "worker_signal", None)
+        read = getattr(self.runtime.backend, "worker_signal", None)
         signal = read(self.worker_id) if read is not None else None
         if signal in ("quiet", "stop") and not self._quiet.is_set():
             log.info("worker %s: %s signal received: no new jobs", self.worker_id, signal)
@@ -158,19 +158,19 @@ class Housekeeping:
     def _take_over_previous_incarnations(self) -> None:
         """Recover at once what earlier incarnations of this instance held: a process that
         restarts under the same instance id cannot still be running their jobs."""
-        now = self.app.clock.now()
-        earlier = [w for w in self.app.backend.workers(now)
+        now = self.runtime.clock.now()
+        earlier = [w for w in self.runtime.backend.workers(now)
                    if w.worker_id != self.worker_id and w.info.get("instance") == self.instance_id]
         for worker in earlier:
             if worker.alive:
                 log.warning("instance %s: taking over from incarnation %s whose heartbeat is "
                             "still fresh; if another process uses this instance id, give each "
                             "its own SIDELINE_INSTANCE_ID", self.instance_id, worker.worker_id)
-            self.app.backend.heartbeat(worker.worker_id, {}, -1.0, now)  # mark it dead now
+            self.runtime.backend.heartbeat(worker.worker_id, {}, -1.0, now)  # mark it dead now
         if earlier:
             ids = [w.worker_id for w in earlier]
-            self.recovered += recover_orphans(self.app, find_orphans(self.app, ids))
-            forget_emptied(self.app, ids)
+            self.recovered += recover_orphans(self.runtime, find_orphans(self.runtime, ids))
+            forget_emptied(self.runtime.backend, ids)
 
     def _heartbeat(self) -> None:
         info = {"instance": self.instance_id, "incarnation": self.incarnation,
@@ -178,15 +178,15 @@ class Housekeeping:
                 "concurrency": str(self.concurrency), "busy": str(self.busy),
                 "queues": ",".join(self.weights), "started_at": repr(self.started_at),
                 "work": json.dumps(self.work(), separators=(",", ":"))}
-        self.app.backend.heartbeat(self.worker_id, info, self.heartbeat_ttl_s,
-                                   self.app.clock.now())
-        notify(self.app.observers, "heartbeat", self.worker_id)
+        self.runtime.backend.heartbeat(self.worker_id, info, self.heartbeat_ttl_s,
+                                   self.runtime.clock.now())
+        notify(self.runtime.observers, "heartbeat", self.worker_id)
 
     def recover_dead_workers(self) -> int:
         """One recovery pass: under the recovery lock, move every dead worker's in-progress
         jobs back to their queues and forget the worker. Returns the jobs moved."""
-        backend = self.app.backend
-        now = self.app.clock.now()
+        backend = self.runtime.backend
+        now = self.runtime.clock.now()
         token = backend.acquire_lock("recovery", max(2.0, self.recovery_interval_s), now)
         if token is None:
             return 0  # another worker is recovering right now
@@ -199,8 +199,8 @@ class Housekeeping:
             dead = [w.worker_id for w in workers
                     if not w.alive and w.worker_id != self.worker_id]
             if dead:
-                moved = recover_orphans(self.app, find_orphans(self.app, dead))
-                forget_emptied(self.app, dead)
+                moved = recover_orphans(self.runtime, find_orphans(self.runtime, dead))
+                forget_emptied(self.runtime.backend, dead)
         finally:
             backend.release_lock("recovery", token)
         self.recovered += moved

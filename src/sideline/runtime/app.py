@@ -25,6 +25,7 @@ from sideline.runtime import typed, workflows
 from sideline.runtime._env import SystemClock, new_id, system_random
 from sideline.runtime.admin import Admin, AdminBackend
 from sideline.runtime.config import WorkerSettings
+from sideline.runtime.context import DeathHandler, Hooks, Runtime, Settings
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import ClientMiddleware, ServerMiddleware, run_client_chain
 from sideline.runtime.observers import Observer, notify
@@ -39,8 +40,6 @@ __all__ = ["App", "DeathHandler", "TestingMode"]
 log = logging.getLogger("sideline.client")
 
 TestingMode = Literal["inline", "collect"]
-DeathHandler = Callable[[Payload, BaseException], None]
-"""Called with the dead payload and the last error when a job exhausts its retries."""
 
 
 class App:
@@ -169,6 +168,21 @@ class App:
         if spec.typed:
             return typed.perform(spec, None, args, kwargs).value
         return typed.invoke(spec, args, kwargs)
+
+    @property
+    def runtime(self) -> Runtime:
+        """The worker side's context (the composition root: the one place it is built).
+
+        Built afresh on each access from the App's current ports and settings; the
+        middleware, observer and hook collections are the App's live ones.
+        """
+        return Runtime(
+            backend=self.backend, clock=self.clock, random=self.random,
+            registry=self.registry,
+            settings=Settings(max_recoveries=self.max_recoveries, run_ttl_s=self.run_ttl_s),
+            server_middleware=self.server_middleware, observers=self.observers,
+            hooks=Hooks(exhausted=self.exhausted_hooks, death_handlers=self.death_handlers),
+            perform=self.perform, app=self)
 
     # -- pushing jobs ----------------------------------------------------------------------
 
@@ -316,22 +330,22 @@ class App:
 
     def orphans(self) -> list[Orphan]:
         """Jobs held by workers whose heartbeat expired, not yet recovered."""
-        return orphan_ops.find_orphans(self)
+        return orphan_ops.find_orphans(self.runtime)
 
     def retry_orphans(self, selected: Sequence[Orphan] | None = None) -> int:
         """Move orphans (default: all) back to their queues now; return how many moved."""
-        moved = orphan_ops.recover_orphans(self, self.orphans() if selected is None else selected)
+        moved = orphan_ops.recover_orphans(self.runtime, self.orphans() if selected is None else selected)
         if moved:
             self.after_push()
         return moved
 
     def delete_orphans(self, selected: Sequence[Orphan] | None = None) -> int:
         """Drop orphans (default: all) for good; return how many were dropped."""
-        return orphan_ops.delete_orphans(self, self.orphans() if selected is None else selected)
+        return orphan_ops.delete_orphans(self.backend, self.orphans() if selected is None else selected)
 
     def recovered(self, limit: int = 100) -> list[Recovery]:
         """The log of recovered jobs, newest first (instance, time orphaned, args, ...)."""
-        return orphan_ops.recovery_log(self, limit)
+        return orphan_ops.recovery_log(self.backend, limit)
 
     @functools.cached_property
     def admin(self) -> Admin:
@@ -345,7 +359,7 @@ class App:
         comes from its SIDELINE_* environment variable (see docs/configuration.md)."""
         settings = attrs.asdict(WorkerSettings.resolve(options), recurse=False)
         settings.pop("app")
-        return Worker(self, **{**settings, **options})
+        return Worker(self.runtime, **{**settings, **options})
 
     # -- testing helpers -------------------------------------------------------------------
 
@@ -358,6 +372,6 @@ class App:
         """
         self._draining.active = True
         try:
-            return drain(self, run_scheduled=run_scheduled, raise_errors=raise_errors)
+            return drain(self.runtime, run_scheduled=run_scheduled, raise_errors=raise_errors)
         finally:
             self._draining.active = False

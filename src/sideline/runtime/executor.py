@@ -33,7 +33,7 @@ from sideline.runtime.middleware import JobContext, run_server_chain, running
 from sideline.runtime.observers import notify
 
 if TYPE_CHECKING:
-    from sideline.runtime.app import App
+    from sideline.runtime.context import Runtime
 
 __all__ = ["ErrorSink", "Persist", "process"]
 
@@ -55,7 +55,7 @@ def _once(call: Callable[[], T]) -> T:
     return call()
 
 
-def process(app: App, worker_id: str, delivery: Delivery, *, on_error: ErrorSink | None = None,
+def process(runtime: Runtime, worker_id: str, delivery: Delivery, *, on_error: ErrorSink | None = None,
             persist: Persist = _once, fetch_from: Sequence[str] = ()) -> Delivery | None:
     """Perform the job in `delivery` and settle it; never raises for a job's own failure.
 
@@ -78,13 +78,13 @@ def process(app: App, worker_id: str, delivery: Delivery, *, on_error: ErrorSink
         BackendError: the backend failed and `persist` gave up (the worker is stopping);
             the job stays in the worker's in-progress list.
     """
-    settler = _Settler(app, worker_id, delivery, persist, fetch_from)
+    settler = _Settler(runtime, worker_id, delivery, persist, fetch_from)
     try:
         payload = decode(delivery.raw)
     except Exception as exc:  # decode raises PayloadError; be sure anyway
         return settler.bury_undecodable(exc)
     try:
-        return _process(app, worker_id, payload, settler, on_error)
+        return _process(runtime, worker_id, payload, settler, on_error)
     except BackendError:
         raise
     except Exception as exc:  # the last line: dead-letter, never strand
@@ -93,14 +93,15 @@ def process(app: App, worker_id: str, delivery: Delivery, *, on_error: ErrorSink
                             f"could not process: {type(exc).__name__}: {exc}", workflow=False)
 
 
-def _process(app: App, worker_id: str, payload: Payload, settler: _Settler,
+def _process(runtime: Runtime, worker_id: str, payload: Payload, settler: _Settler,
              on_error: ErrorSink | None) -> Delivery | None:
-    if payload.recoveries > app.max_recoveries:
+    max_recoveries = runtime.settings.max_recoveries
+    if payload.recoveries > max_recoveries:
         reason = f"poison pill: recovered {payload.recoveries} times"
         return settler.bury(
-            payload, PoisonPill(f"{reason} (max_recoveries={app.max_recoveries})"), reason)
+            payload, PoisonPill(f"{reason} (max_recoveries={max_recoveries})"), reason)
     try:
-        spec = app.registry.get(payload.name)
+        spec = runtime.registry.get(payload.name)
     except UnknownJob as exc:
         return settler.bury(payload, exc, str(exc))
     run_id, node_id = payload.run_id, payload.node_id
@@ -113,14 +114,14 @@ def _process(app: App, worker_id: str, payload: Payload, settler: _Settler,
         except WorkflowError as exc:  # e.g. a forged step: the run has no such node
             return settler.bury(payload, exc, f"workflow step rejected: {exc}", workflow=False)
     started = time.perf_counter()
-    context = JobContext(app=app, payload=payload, spec=spec, worker_id=worker_id)
+    context = JobContext(app=runtime.app, payload=payload, spec=spec, worker_id=worker_id)
     produced: list[dict[str, Any]] = []
     interrupted: KeyboardInterrupt | None = None
-    notify(app.observers, "before_perform", context)
+    notify(runtime.observers, "before_perform", context)
     try:
         with running(context):
-            value = run_server_chain(app.server_middleware, context,
-                                     lambda: _perform(app, spec, payload, produced))
+            value = run_server_chain(runtime.server_middleware, context,
+                                     lambda: _perform(runtime, spec, payload, produced))
         outcome = Outcome(value=value)
     except BaseException as exc:  # a job's failure is data: retry or bury it
         if on_error is not None:
@@ -130,14 +131,15 @@ def _process(app: App, worker_id: str, payload: Payload, settler: _Settler,
                 threading.current_thread() is threading.main_thread()):
             interrupted = exc  # settled as a failure; a Ctrl-C in drain() still stops the caller
     elapsed_ms = (time.perf_counter() - started) * 1000
-    notify(app.observers, "after_perform", context, outcome)
-    now = app.clock.now()
+    notify(runtime.observers, "after_perform", context, outcome)
+    now = runtime.clock.now()
     if outcome.succeeded and run_id is not None and produced and produced[-1]:
         # Written before the atomic advance: a crash in between re-runs the step, which
         # writes the same keys again (last write wins), so nothing is lost or doubled.
         values = typed.memory_values(spec, payload, produced[-1])
-        settler.persist(lambda: app.backend.write(run_id, values, app.run_ttl_s, now))
-    settlement = decide(outcome, payload, spec.options, now, app.random.random())
+        ttl_s = runtime.settings.run_ttl_s
+        settler.persist(lambda: runtime.backend.write(run_id, values, ttl_s, now))
+    settlement = decide(outcome, payload, spec.options, now, runtime.random.random())
     try:
         following = settler.apply(settlement)
     except RunExpired as exc:
@@ -146,8 +148,8 @@ def _process(app: App, worker_id: str, payload: Payload, settler: _Settler,
         return settler.bury(payload, exc, f"workflow step rejected: {exc}", workflow=False)
     _log(settlement, elapsed_ms)
     if settlement.exhausted and outcome.error is not None:
-        _call_hooks(app, settlement.payload, outcome.error)
-    notify(app.observers, "after_settle", payload, settlement)
+        _call_hooks(runtime, settlement.payload, outcome.error)
+    notify(runtime.observers, "after_settle", payload, settlement)
     if interrupted is not None:
         raise interrupted
     return following
@@ -166,11 +168,12 @@ def _log(settlement: Settlement, elapsed_ms: float) -> None:
                   payload.run_id or "-", settlement.reason)
 
 
-def _perform(app: App, spec: JobSpec, payload: Payload, produced: list[dict[str, Any]]) -> Any:
+def _perform(runtime: Runtime, spec: JobSpec, payload: Payload,
+             produced: list[dict[str, Any]]) -> Any:
     """Call the job; a typed one is hydrated from run memory and its output kept for it."""
     if not spec.typed:
-        return app.perform(spec, payload.args, payload.kwargs)
-    outcome = typed.perform(spec, typed.hydrate(app, spec, payload), payload.args, payload.kwargs)
+        return runtime.perform(spec, payload.args, payload.kwargs)
+    outcome = typed.perform(spec, typed.hydrate(runtime, spec, payload), payload.args, payload.kwargs)
     produced.append(outcome.memory)
     return outcome.value
 
@@ -178,22 +181,22 @@ def _perform(app: App, spec: JobSpec, payload: Payload, produced: list[dict[str,
 class _Settler:
     """Settles one delivery: every backend call goes through `persist`."""
 
-    def __init__(self, app: App, worker_id: str, delivery: Delivery, persist: Persist,
+    def __init__(self, runtime: Runtime, worker_id: str, delivery: Delivery, persist: Persist,
                  fetch_from: Sequence[str]) -> None:
-        self.app = app
-        self.backend = app.backend
+        self.runtime = runtime
+        self.backend = runtime.backend
         self.worker_id = worker_id
         self.delivery = delivery
         self.persist = persist
         self.fetch_from = fetch_from
 
     def begin(self, run_id: str, node_id: int) -> Begin:
-        now = self.app.clock.now()
+        now = self.runtime.clock.now()
         return self.persist(lambda: self.backend.begin_node(run_id, node_id, now))
 
     def apply(self, settlement: Settlement) -> Delivery | None:
         """Write the settlement in one atomic call; return the caller's next job."""
-        now = self.app.clock.now()
+        now = self.runtime.clock.now()
         settled = self.persist(lambda: self.backend.settle(
             self.worker_id, self.delivery, settlement, now, self.fetch_from))
         return settled.next
@@ -202,14 +205,14 @@ class _Settler:
              workflow: bool = True) -> Delivery | None:
         """Send a job to the dead set without running it (failing its workflow node unless
         `workflow` is False)."""
-        settlement = bury(payload, exc, reason, self.app.clock.now(), workflow=workflow)
+        settlement = bury(payload, exc, reason, self.runtime.clock.now(), workflow=workflow)
         _log(settlement, 0.0)
         try:
             following = self.apply(settlement)
         except WorkflowError:  # the run has no such node: keep the job, touch no run
-            settlement = bury(payload, exc, reason, self.app.clock.now(), workflow=False)
+            settlement = bury(payload, exc, reason, self.runtime.clock.now(), workflow=False)
             following = self.apply(settlement)
-        notify(self.app.observers, "after_settle", payload, settlement)
+        notify(self.runtime.observers, "after_settle", payload, settlement)
         return following
 
     def bury_undecodable(self, exc: Exception) -> Delivery | None:
@@ -221,15 +224,12 @@ class _Settler:
         extra = {} if text == self.delivery.raw else {
             "raw_base64": base64.b64encode(data).decode("ascii")}
         placeholder = Payload(name="<undecodable>", jid=new_id(), queue=self.delivery.queue,
-                              args=[text], kwargs=extra, created_at=self.app.clock.now())
+                              args=[text], kwargs=extra, created_at=self.runtime.clock.now())
         return self.bury(placeholder, exc, f"undecodable payload: {exc}", workflow=False)
 
 
-def _call_hooks(app: App, payload: Payload, exc: BaseException) -> None:
-    hooks = [app.exhausted_hooks.get(payload.name), *app.death_handlers]
-    for hook in hooks:
-        if hook is None:
-            continue
+def _call_hooks(runtime: Runtime, payload: Payload, exc: BaseException) -> None:
+    for hook in runtime.hooks.for_job(payload.name):
         try:
             hook(payload, exc)
         except Exception:  # a broken hook must not lose the job: log and go on to bury it

@@ -20,7 +20,8 @@ from sideline.core.payload import Payload, decode
 from sideline.core.ports import Delivery
 
 if TYPE_CHECKING:
-    from sideline.runtime.app import App
+    from sideline.core.ports import Backend
+    from sideline.runtime.typed import RunAccess
 
 __all__ = ["Orphan", "Recovery", "delete_orphans", "find_orphans", "forget_emptied",
            "recover_orphans", "recovery_log"]
@@ -67,11 +68,11 @@ class Recovery:
     error: str | None = None
 
 
-def find_orphans(app: App, worker_ids: Sequence[str] | None = None) -> list[Orphan]:
+def find_orphans(ports: RunAccess, worker_ids: Sequence[str] | None = None) -> list[Orphan]:
     """The jobs held by dead workers (all of them, or those in `worker_ids`)."""
-    backend = app.backend
+    backend = ports.backend
     found: list[Orphan] = []
-    for worker in backend.workers(app.clock.now()):
+    for worker in backend.workers(ports.clock.now()):
         if worker.alive or (worker_ids is not None and worker.worker_id not in worker_ids):
             continue
         for delivery in backend.held(worker.worker_id):
@@ -86,14 +87,14 @@ def find_orphans(app: App, worker_ids: Sequence[str] | None = None) -> list[Orph
     return found
 
 
-def recover_orphans(app: App, orphans: Sequence[Orphan]) -> int:
+def recover_orphans(ports: RunAccess, orphans: Sequence[Orphan]) -> int:
     """Move orphans back to the heads of their queues (each move atomic); log each one.
 
     Orphans are moved in reverse, each to its queue's head, so they keep their relative
     order (`held` lists started jobs ahead of prefetched ones, oldest first).
     """
-    backend = app.backend
-    now = app.clock.now()
+    backend = ports.backend
+    now = ports.clock.now()
     records: list[str] = []
     for orphan in reversed(orphans):
         try:
@@ -117,26 +118,25 @@ def recover_orphans(app: App, orphans: Sequence[Orphan]) -> int:
         log.warning("recovered %s jid=%s from dead worker %s (recovery %d)",
                     record.name, record.jid, orphan.worker_id, record.recoveries)
     backend.log_recoveries(records[::-1], RECOVERY_LOG_SIZE)
-    forget_emptied(app, {o.worker_id for o in orphans})
+    forget_emptied(backend, {o.worker_id for o in orphans})
     return len(records)
 
 
-def delete_orphans(app: App, orphans: Sequence[Orphan]) -> int:
+def delete_orphans(backend: Backend, orphans: Sequence[Orphan]) -> int:
     """Drop orphans for good (they will not run); return how many were still held."""
-    dropped = sum(app.backend.discard(o.worker_id, o.delivery) for o in orphans)
-    forget_emptied(app, {o.worker_id for o in orphans})
+    dropped = sum(backend.discard(o.worker_id, o.delivery) for o in orphans)
+    forget_emptied(backend, {o.worker_id for o in orphans})
     return dropped
 
 
-def recovery_log(app: App, limit: int = 100) -> list[Recovery]:
+def recovery_log(backend: Backend, limit: int = 100) -> list[Recovery]:
     """The newest recovered jobs, newest first."""
     return [_converter.structure(json.loads(entry), Recovery)
-            for entry in app.backend.recovery_log(limit)]
+            for entry in backend.recovery_log(limit)]
 
 
-def forget_emptied(app: App, worker_ids: set[str] | Sequence[str]) -> None:
+def forget_emptied(backend: Backend, worker_ids: set[str] | Sequence[str]) -> None:
     """A dead worker that holds nothing any more leaves the registry."""
-    backend = app.backend
     for worker_id in worker_ids:
         if not backend.held(worker_id):
             backend.forget_worker(worker_id)

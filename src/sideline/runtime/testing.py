@@ -8,20 +8,20 @@ from sideline.core.payload import Payload
 from sideline.runtime.executor import process
 
 if TYPE_CHECKING:
-    from sideline.runtime.app import App
+    from sideline.runtime.context import Runtime
 
 __all__ = ["DRAIN_WORKER_ID", "drain"]
 
 DRAIN_WORKER_ID = "drain"
 
 
-def drain(app: App, *, run_scheduled: bool = True, raise_errors: bool = False) -> int:
+def drain(runtime: Runtime, *, run_scheduled: bool = True, raise_errors: bool = False) -> int:
     """Run queued jobs (all queues, in name order) until none is left; return how many ran.
 
     With `run_scheduled`, once the queues are empty the earliest scheduled or retry
     job is moved as if its time had come, and draining continues.
     """
-    backend = app.backend
+    backend = runtime.backend
     errors: list[BaseException] = []
 
     def remember(_payload: Payload, exc: BaseException) -> None:
@@ -29,11 +29,11 @@ def drain(app: App, *, run_scheduled: bool = True, raise_errors: bool = False) -
 
     ran = 0
     while True:
-        backend.move_due(app.clock.now())
+        backend.move_due(runtime.clock.now())
         queues = [name for name, size in backend.queue_sizes().items() if size]
         delivery = backend.fetch(DRAIN_WORKER_ID, queues, 0) if queues else None
         if delivery is not None:
-            process(app, DRAIN_WORKER_ID, delivery, on_error=remember)
+            process(runtime, DRAIN_WORKER_ID, delivery, on_error=remember)
             ran += 1
             continue
         due = backend.next_due() if run_scheduled else None

@@ -23,6 +23,7 @@ from sideline.core.payload import decode
 from sideline.core.ports import Delivery
 from sideline.runtime._env import new_id
 from sideline.runtime._housekeeping import Housekeeping
+from sideline.runtime.context import Runtime
 from sideline.runtime.executor import process
 from sideline.runtime.observers import notify
 
@@ -40,7 +41,8 @@ class Worker(Housekeeping):
     """Runs jobs of an App on `concurrency` threads until stopped.
 
     Args:
-        app: the application whose jobs run here.
+        app: the application whose jobs run here (an App, or its `app.runtime`); the
+            worker keeps only the App's runtime context, built once here.
         concurrency: number of job threads.
         queues: queue names in priority order (strict), or a mapping name -> weight.
         instance_id: this worker's stable identity (SIDELINE_INSTANCE_ID; default
@@ -66,7 +68,7 @@ class Worker(Housekeeping):
             unaccounted for. Keep it above the Redis timeout.
     """
 
-    def __init__(self, app: App, *, concurrency: int = 10,
+    def __init__(self, app: App | Runtime, *, concurrency: int = 10,
                  queues: Sequence[str] | Mapping[str, int] = ("default",),
                  instance_id: str | None = None, worker_id: str | None = None,
                  fetch_timeout_s: float = 1.0,
@@ -78,7 +80,9 @@ class Worker(Housekeeping):
             raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
         if prefetch < 0:
             raise ConfigurationError(f"prefetch must be >= 0, got {prefetch}")
-        self.app = app
+        self.runtime: Runtime = app if isinstance(app, Runtime) else app.runtime
+        self.app: App = self.runtime.app
+        """The user's App (for callers; the worker itself uses only `runtime`)."""
         self.concurrency = concurrency
         self.weights: dict[str, int] = (
             {check_queue_name(q): int(w) for q, w in queues.items()}
@@ -131,7 +135,7 @@ class Worker(Housekeeping):
             self._threads.append(thread)
         self._threads.append(threading.Thread(target=self._poll, name="sideline-poller",
                                               daemon=True))
-        self.started_at = self.app.clock.now()
+        self.started_at = self.runtime.clock.now()
         self._next_reconcile = self.started_at + self.reconcile_interval_s
         self._take_over_previous_incarnations()
         self._heartbeat()
@@ -139,7 +143,7 @@ class Worker(Housekeeping):
             thread.start()
         log.info("worker %s started: %d threads, queues %s", self.worker_id, self.concurrency,
                  list(self.weights))
-        notify(self.app.observers, "worker_started", self.worker_id)
+        notify(self.runtime.observers, "worker_started", self.worker_id)
         return self
 
     def quiet(self) -> None:
@@ -152,7 +156,7 @@ class Worker(Housekeeping):
         self._quiet.set()
         self._stop.set()
         try:
-            self.app.backend.wake(list(self.weights))
+            self.runtime.backend.wake(list(self.weights))
         except SidelineError:
             log.warning("could not wake blocked fetches; they end within %.1f s",
                         self.fetch_timeout_s)
@@ -170,7 +174,7 @@ class Worker(Housekeeping):
             self._busy.clear()
             unstarted = list(self._prefetched)
             self._prefetched.clear()
-        backend = self.app.backend
+        backend = self.runtime.backend
         try:
             for delivery in unfinished:
                 log.warning("pushing back unfinished job from %s: %.120s", delivery.queue,
@@ -185,7 +189,7 @@ class Worker(Housekeeping):
                           "this worker's heartbeat expires")
         self._threads = []
         log.info("worker %s stopped", self.worker_id)
-        notify(self.app.observers, "worker_stopped", self.worker_id)
+        notify(self.runtime.observers, "worker_stopped", self.worker_id)
 
     def __enter__(self) -> Worker:
         return self.start()
@@ -233,7 +237,7 @@ class Worker(Housekeeping):
         remaining = {q: w for q, w in self.weights.items() if w > 0}
         order: list[str] = []
         while remaining:
-            chosen = _weighted_pick(remaining, self.app.random.random())
+            chosen = _weighted_pick(remaining, self.runtime.random.random())
             order.append(chosen)
             del remaining[chosen]
         return order + [q for q, w in self.weights.items() if w == 0]
@@ -253,7 +257,7 @@ class Worker(Housekeeping):
 
     def _hand_back(self, delivery: Delivery) -> None:
         try:
-            self.app.backend.requeue(self.worker_id, delivery)
+            self.runtime.backend.requeue(self.worker_id, delivery)
         except SidelineError:
             log.exception("could not push back a job on stop; recovery moves it later")
 
@@ -279,11 +283,11 @@ class Worker(Housekeeping):
             return None
         with self._busy_lock:
             self._busy[ident] = delivery
-            self._since[ident] = self.app.clock.now()
+            self._since[ident] = self.runtime.clock.now()
             # the settle takes the next job only when nothing waits in the prefetch buffer
             fetch_from = () if self._prefetched else self.queue_order()
         try:
-            following = process(self.app, self.worker_id, delivery, persist=self._persist,
+            following = process(self.runtime, self.worker_id, delivery, persist=self._persist,
                                 fetch_from=fetch_from)
         except SidelineError:
             # The backend failed while settling and the worker is stopping: stop() pushes
@@ -302,7 +306,7 @@ class Worker(Housekeeping):
         threads, each blocked in its own fetch. Prefetching happens only while no thread
         is idle, and tops the buffer up to `prefetch`.
         """
-        backend = self.app.backend
+        backend = self.runtime.backend
         with self._busy_lock:
             buffered = self._prefetched.popleft() if self._prefetched else None
             room = 0 if self._waiting else self.prefetch - len(self._prefetched)
