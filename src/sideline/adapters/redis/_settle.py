@@ -12,7 +12,7 @@ from sideline.adapters.redis._runs import _expired, _transition
 from sideline.core.payload import encode, raw_bytes
 from sideline.core.ports import STAT_DAY_TTL_S, STAT_MINUTE_TTL_S, Delivery, Settled
 from sideline.core.run import NodeError, NodeStatus, Transition
-from sideline.core.settlement import NodeEvent, Settlement, stat_buckets
+from sideline.core.settlement import Action, NodeEvent, Settlement, stat_buckets
 
 __all__ = ["SettleOps"]
 
@@ -40,7 +40,7 @@ class SettleOps(RedisBase):
             keys += [self.keys.queue(queue), self.keys.in_progress(worker_id, queue)]
         args: list[str | bytes | int] = [
             self.prefix, raw_bytes(delivery.raw), str(settlement.action), payload.jid,
-            payload.queue, encode(payload),
+            payload.queue, "" if settlement.action is Action.ACK else encode(payload),
             num(now if settlement.retry_at is None else settlement.retry_at),
             int(settlement.keep_dead), num(now), self.max_dead, num(self.dead_ttl_s),
             event, run_id, node, json.dumps([error.error_class, error.error_message]),
