@@ -15,6 +15,7 @@ import fakeredis
 import pytest
 import redis
 
+from sideline.adapters.memory import MemoryBackend
 from sideline.adapters.redis import RedisBackend, redis_url
 
 
@@ -25,6 +26,14 @@ def fake_redis_backend(**options: Any) -> Iterator[RedisBackend]:
     backend = RedisBackend(client, namespace="t", **options)
     yield backend
     client.close()
+
+
+def memory_or_fake_backend(kind: str) -> Iterator[Any]:
+    """A MemoryBackend ("memory") or a RedisBackend on fakeredis ("fakeredis")."""
+    if kind == "memory":
+        yield MemoryBackend()
+    else:
+        yield from fake_redis_backend()
 
 
 def require_redis() -> None:

@@ -14,21 +14,17 @@ from collections.abc import Iterator
 import pytest
 
 from sideline import App, Chain, RunStatus, Workflow
-from sideline.adapters.memory import MemoryBackend
 from sideline.cli import _print_run, main
 from sideline.core.ports import Backend
 from sideline.core.run import NodeStatus, RunSummary
 from sideline.runtime.workflows import runs
 from tests.conftest import FakeClock
-from tests.support import fake_redis_backend
+from tests.support import memory_or_fake_backend
 
 
 @pytest.fixture(params=["memory", "fakeredis"])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    if request.param == "memory":
-        yield MemoryBackend()
-    else:
-        yield from fake_redis_backend()
+    yield from memory_or_fake_backend(request.param)
 
 
 def _failing_run(backend: Backend) -> tuple[App, str]:

@@ -12,22 +12,18 @@ from collections.abc import Iterator
 import pytest
 
 from sideline import App, Chain, Group, RunStatus, Workflow, current_job
-from sideline.adapters.memory import MemoryBackend
 from sideline.core.errors import RunExpired
 from sideline.core.payload import decode
 from sideline.core.ports import Backend
 from sideline.core.run import FailedNode
 from sideline.runtime.executor import process
 from tests.conftest import FakeClock
-from tests.support import fake_redis_backend
+from tests.support import memory_or_fake_backend
 
 
 @pytest.fixture(params=["memory", "fakeredis"])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    if request.param == "memory":
-        yield MemoryBackend()
-    else:
-        yield from fake_redis_backend()
+    yield from memory_or_fake_backend(request.param)
 
 
 def test_group_members_that_extend_the_run_outlive_a_short_run_ttl(backend: Backend) -> None:
