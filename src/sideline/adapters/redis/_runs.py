@@ -11,7 +11,7 @@ import attrs
 from sideline.adapters.redis._base import RedisBase, num, translate
 from sideline.core.dispatch import outgoing
 from sideline.core.errors import RunExpired
-from sideline.core.payload import Payload, decode, encode
+from sideline.core.payload import Payload, decode, encode, raw_bytes
 from sideline.core.ports import Delivery
 from sideline.core.run import (
     FINISHED_TTL_S,
@@ -110,7 +110,7 @@ class RunOps(RedisBase):
         keys = [*self._keys(run_id), self.keys.in_progress(worker_id, delivery.queue)]
         with translate("complete_node"):
             result = self.scripts["complete_node"](
-                keys=keys, args=[self.prefix, run_id, node_id, num(now), delivery.raw])
+                keys=keys, args=[self.prefix, run_id, node_id, num(now), raw_bytes(delivery.raw)])
         if result == "expired":
             raise _expired(run_id)
         return _transition(result)
@@ -125,7 +125,7 @@ class RunOps(RedisBase):
         with translate("fail_node"):
             result = self.scripts["fail_node"](
                 keys=keys,
-                args=[self.prefix, run_id, node, num(now), delivery.raw, payload.jid,
+                args=[self.prefix, run_id, node, num(now), raw_bytes(delivery.raw), payload.jid,
                       payload.queue, encode(payload), int(payload.dead), self.max_dead,
                       num(self.dead_ttl_s), json.dumps([error.error_class, error.error_message])])
         transition = _transition(result)
