@@ -274,8 +274,8 @@ def test_a_second_worker_shares_the_work_of_a_busy_queue() -> None:
     finally:
         first.stop(timeout_s=5)
         second.stop(timeout_s=5)
-    assert first.processed <= 10
-    assert second.processed >= 6
+    assert first.processed <= 12  # about 8 each; before the bound the second ran none
+    assert second.processed >= 4
 
 
 def test_enqueue_refuses_a_payload_over_the_size_limit() -> None:
