@@ -31,7 +31,6 @@ T = TypeVar("T")
 
 _FAILED = object()
 """What `_safely` returns for a step that raised."""
-"""What `_safely` returns for a step that raised."""
 
 
 class Housekeeping:
@@ -179,7 +178,7 @@ class Housekeeping:
                 "queues": ",".join(self.weights), "started_at": repr(self.started_at),
                 "work": json.dumps(self.work(), separators=(",", ":"))}
         self.runtime.backend.heartbeat(self.worker_id, info, self.heartbeat_ttl_s,
-                                   self.runtime.clock.now())
+                                       self.runtime.clock.now())
         notify(self.runtime.observers, "heartbeat", self.worker_id)
 
     def recover_dead_workers(self) -> int:

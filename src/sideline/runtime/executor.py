@@ -109,10 +109,8 @@ def _process(runtime: Runtime, worker_id: str, payload: Payload, settler: _Settl
         try:
             if settler.begin(run_id, node_id) is Begin.SKIP:
                 return settler.apply(Settlement(Action.ACK, payload, processed=0))
-        except RunExpired as exc:
-            return settler.bury(payload, exc, str(exc), workflow=False)
-        except WorkflowError as exc:  # e.g. a forged step: the run has no such node
-            return settler.bury(payload, exc, f"workflow step rejected: {exc}", workflow=False)
+        except WorkflowError as exc:  # the run is gone, or has no such node (a forged step)
+            return settler.reject(payload, exc)
     started = time.perf_counter()
     context = JobContext(app=runtime.app, payload=payload, spec=spec, worker_id=worker_id)
     produced: list[dict[str, Any]] = []
@@ -142,10 +140,8 @@ def _process(runtime: Runtime, worker_id: str, payload: Payload, settler: _Settl
     settlement = decide(outcome, payload, spec.options, now, runtime.random.random())
     try:
         following = settler.apply(settlement)
-    except RunExpired as exc:
-        return settler.bury(payload, exc, str(exc), workflow=False)
     except WorkflowError as exc:
-        return settler.bury(payload, exc, f"workflow step rejected: {exc}", workflow=False)
+        return settler.reject(payload, exc)
     _log(settlement, elapsed_ms)
     if settlement.exhausted and outcome.error is not None:
         _call_hooks(runtime, settlement.payload, outcome.error)
@@ -214,6 +210,12 @@ class _Settler:
             following = self.apply(settlement)
         notify(self.runtime.observers, "after_settle", payload, settlement)
         return following
+
+    def reject(self, payload: Payload, exc: WorkflowError) -> Delivery | None:
+        """Bury a workflow step its run cannot take (the run is gone, or has no such node),
+        touching no run."""
+        reason = str(exc) if isinstance(exc, RunExpired) else f"workflow step rejected: {exc}"
+        return self.bury(payload, exc, reason, workflow=False)
 
     def bury_undecodable(self, exc: Exception) -> Delivery | None:
         """Keep an undecodable job in the dead set under a placeholder payload: its text in

@@ -92,6 +92,7 @@ class MemoryBackend(RunMemory, AdminOps):
         self._memory: dict[str, tuple[float, dict[str, str]]] = {}
         self._stats: dict[str, int] = {}
         self._stats_expire: dict[str, float] = {}  # bucket -> when it vanishes (totals never)
+        self._stats_next_expiry = float("inf")  # the earliest of those: no scan before it
 
     # -- internals -------------------------------------------------------------------------
 
@@ -396,14 +397,7 @@ class MemoryBackend(RunMemory, AdminOps):
         with self._op("fail_node"):
             self._remove_in_progress(worker_id, delivery)
             self._add_dead(payload, now)
-            run = self._runs.get(payload.run_id or "")
-            if run is None or run.expires_at <= now or payload.node_id is None or not (
-                    0 <= payload.node_id < len(run.state.nodes)):
-                return Transition()  # gone, compacted or no such node: the run is untouched
-            error = NodeError(payload.error_class, payload.error_message)
-            transition = plan_fail(run.state, payload.node_id, error)
-            self._commit(run, transition, now)
-            return transition
+            return self._fail_run_node(payload, now)
 
     def cancel_run(self, run_id: str, now: float) -> bool:
         """Cancel a run, removing its nodes' (not its callbacks') scheduled and retry jobs."""
@@ -593,9 +587,7 @@ class MemoryBackend(RunMemory, AdminOps):
             elif settlement.node is NodeEvent.FAILED and step:
                 transition = self._fail_run_node(payload, now)
             if settlement.release_unique and payload.unique_key is not None:
-                held = self._locks.get(payload.unique_key)
-                if held is not None and held[0] == payload.unique_token:
-                    del self._locks[payload.unique_key]
+                self.release_lock(payload.unique_key, payload.unique_token or "")
             self._count_stats(settlement, now)
             following = self._take(worker_id, fetch_from) if fetch_from else None
             return Settled(transition, following)
@@ -612,9 +604,11 @@ class MemoryBackend(RunMemory, AdminOps):
         return transition
 
     def _count_stats(self, settlement: Settlement, now: float) -> None:
-        for name, expiry in list(self._stats_expire.items()):
-            if expiry <= now:  # as Redis expires a bucket (on the caller's clock here)
-                del self._stats_expire[name], self._stats[name]
+        if now >= self._stats_next_expiry:  # as Redis expires a bucket (the caller's clock)
+            for name, expiry in list(self._stats_expire.items()):
+                if expiry <= now:
+                    del self._stats_expire[name], self._stats[name]
+            self._stats_next_expiry = min(self._stats_expire.values(), default=float("inf"))
         minute, day = stat_buckets(now)
         for counter, by in (("processed", settlement.processed), ("failed", settlement.failed)):
             if by <= 0:
@@ -624,6 +618,7 @@ class MemoryBackend(RunMemory, AdminOps):
                 name = f"{counter}:{bucket}"
                 self._stats[name] = self._stats.get(name, 0) + by
                 self._stats_expire[name] = now + ttl_s
+                self._stats_next_expiry = min(self._stats_next_expiry, now + ttl_s)
 
     def stats(self, names: Sequence[str]) -> dict[str, int]:
         """The counters `names`, 0 for one that is absent (or expired)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from sideline.core.errors import ConfigurationError
+from sideline.core.ports import Delivery
 
 __all__ = ["Keys"]
 
@@ -48,6 +49,12 @@ class Keys:
 
     def prefetch(self, worker_id: str, queue: str) -> str:
         return self("prefetch", worker_id, queue)
+
+    def held(self, worker_id: str, delivery: Delivery) -> str:
+        """The list that holds `delivery` for `worker_id`: in-progress, or prefetch."""
+        if delivery.prefetched:
+            return self.prefetch(worker_id, delivery.queue)
+        return self.in_progress(worker_id, delivery.queue)
 
     def memory(self, run_id: str) -> str:
         return self("run", run_id, "memory")

@@ -82,17 +82,17 @@ class QueueOps(RedisBase):
                 args=[self.prefix, raw_bytes(delivery.raw)])
         return Delivery(delivery.raw, delivery.queue) if moved else None
 
-    def _held_key(self, worker_id: str, delivery: Delivery) -> str:
-        if delivery.prefetched:
-            return self.keys.prefetch(worker_id, delivery.queue)
-        return self.keys.in_progress(worker_id, delivery.queue)
-
     def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float) -> Delivery | None:
-        """Fetch one job; when none is there, block on the queues' wake lists (BLPOP)."""
+        """Fetch one job; when none is there, block on the queues' wake lists (BLPOP).
+
+        Waits at most `timeout_s`, and never longer than `block_limit_s`: a BLPOP longer
+        than the socket timeout would end as a TimeoutError, not as "no job". Returning
+        early is harmless; the worker checks for stop and fetches again.
+        """
         found = self.fetch_many(worker_id, queues, 1)
         if found:
             return found[0]
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + min(timeout_s, self.block_limit_s)
         wake_keys = [self.keys("wake", queue) for queue in queues]
         while (left := deadline - time.monotonic()) > 0:
             with translate("fetch (blocking)"):
@@ -116,12 +116,12 @@ class QueueOps(RedisBase):
     def ack(self, worker_id: str, delivery: Delivery) -> None:
         """Remove a finished job from the worker's in-progress list."""
         with translate("ack"):
-            self.client.lrem(self._held_key(worker_id, delivery), 1, raw_bytes(delivery.raw))
+            self.client.lrem(self.keys.held(worker_id, delivery), 1, raw_bytes(delivery.raw))
 
     def requeue(self, worker_id: str, delivery: Delivery) -> bool:
         """Put an unfinished job back at the head of its queue; False if it is not held."""
         with translate("requeue"):
-            return bool(self.scripts["requeue"](keys=[self._held_key(worker_id, delivery)],
+            return bool(self.scripts["requeue"](keys=[self.keys.held(worker_id, delivery)],
                                                 args=[self.prefix, delivery.queue, raw_bytes(delivery.raw)]))
 
     def in_progress(self, worker_id: str) -> list[str]:
@@ -154,7 +154,7 @@ class QueueOps(RedisBase):
         """Ack and add the updated payload to the retry set, atomically."""
         with translate("retry_later"):
             self.scripts["retry_later"](
-                keys=[self._held_key(worker_id, delivery)],
+                keys=[self.keys.held(worker_id, delivery)],
                 args=[self.prefix, raw_bytes(delivery.raw), payload.jid, num(at), payload.queue,
                       encode(payload)])
 
@@ -162,7 +162,7 @@ class QueueOps(RedisBase):
         """Ack and keep the payload in the dead set, atomically."""
         with translate("kill"):
             self.scripts["kill"](
-                keys=[self._held_key(worker_id, delivery)],
+                keys=[self.keys.held(worker_id, delivery)],
                 args=[self.prefix, raw_bytes(delivery.raw), payload.jid, payload.queue,
                       encode(payload),
                       num(now), int(payload.dead), self.max_dead, num(self.dead_ttl_s)])
@@ -278,13 +278,13 @@ class QueueOps(RedisBase):
         pushed = raw_bytes(delivery.raw if delivery.prefetched else bump_recoveries(delivery.raw))
         with translate("recover_job"):
             return bool(self.scripts["recover_job"](
-                keys=[self._held_key(worker_id, delivery)],
+                keys=[self.keys.held(worker_id, delivery)],
                 args=[self.prefix, delivery.queue, raw_bytes(delivery.raw), pushed]))
 
     def discard(self, worker_id: str, delivery: Delivery) -> bool:
         """Drop one held job."""
         with translate("discard"):
-            key = self._held_key(worker_id, delivery)
+            key = self.keys.held(worker_id, delivery)
             return bool(self.client.lrem(key, 1, raw_bytes(delivery.raw)))
 
     def log_recoveries(self, entries: Sequence[str], keep: int) -> None:

@@ -32,8 +32,7 @@ class SettleOps(RedisBase):
         release = settlement.release_unique and payload.unique_key is not None
         token = (payload.unique_token or "") if release else ""
         minute, day = stat_buckets(now)
-        held = (self.keys.prefetch if delivery.prefetched else self.keys.in_progress)(
-            worker_id, delivery.queue)
+        held = self.keys.held(worker_id, delivery)
         keys = [*self.keys.run(run_id), self.keys.memory(run_id), held,
                 self.keys("lock", payload.unique_key if release and payload.unique_key else "-")]
         for queue in fetch_from:

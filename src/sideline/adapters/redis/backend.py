@@ -18,7 +18,6 @@ from sideline.adapters.redis._queues import QueueOps
 from sideline.adapters.redis._runs import RunOps
 from sideline.adapters.redis._settle import SettleOps
 from sideline.core.errors import BackendError, ConfigurationError
-from sideline.core.ports import Delivery
 from sideline.environment import env_number, env_text
 
 __all__ = ["DEFAULT_REDIS_TIMEOUT_S", "DEFAULT_REDIS_URL", "RedisBackend", "redis_url"]
@@ -169,12 +168,6 @@ class RedisBackend(QueueOps, RunOps, MemoryOps, SettleOps, AdminOps):
         except BaseException:
             client.close()
             raise
-
-    def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float) -> Delivery | None:
-        """Fetch one job, waiting at most `timeout_s`, and never longer than `block_limit_s`:
-        a BLPOP longer than the socket timeout would end as a TimeoutError, not as "no job".
-        Returning early is harmless; the worker checks for stop and fetches again."""
-        return super().fetch(worker_id, queues, min(timeout_s, self.block_limit_s))
 
     def flush_namespace(self) -> int:
         """Delete every key of this namespace (tests and demos); return how many.

@@ -509,7 +509,8 @@ end
 
 -- ---- the other parts of a settlement (settle.lua) ----
 
--- Compare-and-delete a lock: only the token that took it releases it (release_lock.lua).
+-- Compare-and-delete a lock: only the token that took it releases it (release_lock.lua,
+-- settle.lua).
 local function release_if_held(key, token)
   if redis.call('GET', key) == token then
     return redis.call('DEL', key)

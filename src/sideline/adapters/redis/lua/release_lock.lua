@@ -2,7 +2,4 @@
 -- KEYS[1] the lock key
 -- ARGV[1] the token the lock was taken with
 -- returns: 1 if released, 0 if the lock is held by another token or expired
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
+return release_if_held(KEYS[1], ARGV[1])
