@@ -58,10 +58,14 @@ def test_arbitrary_entries_never_kill_a_thread_or_lose_a_good_job(
                         recovery_interval_s=0.05, heartbeat_interval_s=0.05)
     with worker:
         _wait_for(lambda: -1 in ran, "the good job")
-        _wait_for(lambda: backend.queue_sizes().get("default", 0) == 0 and not backend.held(
-            "ghost#1"), "every entry to be taken")
-        _wait_for(lambda: worker.busy == 0 and not backend.in_progress(worker.worker_id),
-                  "every entry to be settled")
+        # Entries only flow ghost list -> queue -> this worker's lists -> dead set, so the
+        # checks go upstream first: once the ghost list was empty, an empty queue seen after
+        # it stays empty (checked the other way round, recovery could move the last ghost
+        # entry into the queue between the two reads).
+        _wait_for(lambda: not backend.held("ghost#1")
+                  and backend.queue_sizes().get("default", 0) == 0
+                  and not backend.in_progress(worker.worker_id) and worker.busy == 0,
+                  "every entry to be taken and settled")
         assert worker.threads_alive() == 3
     dead = backend.entries("dead", limit=1000)
     assert all(entry.payload.dead_reason for entry in dead)
