@@ -112,25 +112,28 @@ class _Timing:
                 self._first_fetch = at
 
     def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int,
-                   prefetch: int = 0) -> list[Delivery]:
+                   prefetch: int = 0,
+                   begin_at: Callable[[], float] | None = None) -> list[Delivery]:
         began = time.time()
         found: list[Delivery] = super().fetch_many(  # type: ignore[misc]
-            worker_id, queues, limit, prefetch)
+            worker_id, queues, limit, prefetch, begin_at)
         if found:
             self._fetched(began)
         return found
 
-    def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float) -> Delivery | None:
+    def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float,
+              begin_at: Callable[[], float] | None = None) -> Delivery | None:
         # A blocking fetch may wait before a job arrives: count from when it returned one.
-        found: Delivery | None = super().fetch(worker_id, queues, timeout_s)  # type: ignore[misc]
+        found: Delivery | None = super().fetch(  # type: ignore[misc]
+            worker_id, queues, timeout_s, begin_at)
         if found is not None:
             self._fetched(time.time())
         return found
 
     def settle(self, worker_id: str, delivery: Delivery, settlement: Settlement, now: float,
-               fetch_from: Sequence[str] = ()) -> Settled:
+               fetch_from: Sequence[str] = (), *, begin_next: bool = False) -> Settled:
         result: Settled = super().settle(  # type: ignore[misc]
-            worker_id, delivery, settlement, now, fetch_from)
+            worker_id, delivery, settlement, now, fetch_from, begin_next=begin_next)
         if result.next is not None:
             self._fetched(time.time())
         if settlement.node is None:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from sideline.core.errors import RunExpired, WorkflowError
 from sideline.core.payload import Payload
 from sideline.core.run import Begin, RunState, RunSummary, Transition
 from sideline.core.settlement import Settlement
@@ -30,6 +31,7 @@ __all__ = [
     "SortedEntry",
     "WorkerInfo",
     "WorkflowStore",
+    "begun",
     "dead_key",
 ]
 
@@ -41,11 +43,18 @@ class Delivery:
     A started delivery sits in the worker's in-progress list; a prefetched one
     (`prefetched=True`) sits in its prefetch list until `claim` starts it. Recovery
     counts only started jobs toward the poison-pill limit.
+
+    `begun` says whether the fetching call also began the job's workflow step (see
+    `QueuePort.fetch`'s `begin_at`): None when it did not (a plain job, or no begin was
+    asked for), else the outcome of `WorkflowStore.begin_node` as text: "run" or "skip"
+    (`core.run.Begin`), "expired" (the run has no state) or "missing" (the run has no
+    such node). It is not part of a delivery's identity (equality, hashing).
     """
 
     raw: str
     queue: str
     prefetched: bool = False
+    begun: str | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -59,6 +68,24 @@ class SortedEntry:
     at: float
     payload: Payload
     key: str = ""
+
+
+def begun(delivery: Delivery, run_id: str, node_id: int) -> Begin | None:
+    """What the fetching call said of `delivery`'s workflow step (`Delivery.begun`): None
+    when it did not begin it, else the `begin_node` outcome.
+
+    Raises:
+        RunExpired: the run has no state.
+        WorkflowError: the run has no such node.
+    """
+    if delivery.begun is None:
+        return None
+    if delivery.begun == "expired":
+        raise RunExpired(f"run {run_id!r} has no state: it expired or never existed "
+                         "(its jobs are not treated as succeeded)")
+    if delivery.begun == "missing":
+        raise WorkflowError(f"run {run_id} has no node {node_id}")
+    return Begin(delivery.begun)
 
 
 def dead_key(jid: str, taken: Callable[[str], bool]) -> str:
@@ -78,17 +105,25 @@ class QueuePort(Protocol):
         """Append jobs to the tail of their queues (one atomic call for the batch)."""
         ...
 
-    def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float) -> Delivery | None:
+    def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float,
+              begin_at: Callable[[], float] | None = None) -> Delivery | None:
         """Move the oldest job of the first non-empty queue (in the given order) into the
-        worker's in-progress list and return it; wait up to `timeout_s` for one."""
+        worker's in-progress list and return it; wait up to `timeout_s` for one.
+
+        With `begin_at` (a clock), a fetched workflow step is also begun in the same
+        atomic step, at `begin_at()`, exactly as `begin_node` would; `Delivery.begun`
+        tells the outcome. Saves the worker a round trip per workflow step.
+        """
         ...
 
     def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int,
-                   prefetch: int = 0) -> list[Delivery]:
+                   prefetch: int = 0,
+                   begin_at: Callable[[], float] | None = None) -> list[Delivery]:
         """Like `fetch` without waiting, moving up to `limit` jobs in one call.
 
         When `limit` jobs were found, up to `prefetch` more are moved into the worker's
-        prefetch lists and returned after them (with `prefetched=True`).
+        prefetch lists and returned after them (with `prefetched=True`; those are never
+        begun: `claim` starts them later).
         """
         ...
 
@@ -351,7 +386,7 @@ class SettlePort(Protocol):
     """The end of a job: one Settlement applied in one atomic step, and the stats it counts."""
 
     def settle(self, worker_id: str, delivery: Delivery, settlement: Settlement, now: float,
-               fetch_from: Sequence[str] = ()) -> Settled:
+               fetch_from: Sequence[str] = (), *, begin_next: bool = False) -> Settled:
         """Apply `settlement` to `delivery` atomically, then take the caller's next job.
 
         In one step: ack the delivery; a retry adds `settlement.payload` to the retry set
@@ -362,7 +397,8 @@ class SettlePort(Protocol):
         counters "processed" and "failed" and their minute (kept 8 hours) and day (kept
         180 days) buckets (`stat_buckets(now)`) grow by `processed` / `failed`. Last, when
         `fetch_from` is not empty, exactly one job is fetched as `fetch_many(worker_id,
-        fetch_from, 1)` would (never more: the others are left for idle threads).
+        fetch_from, 1)` would (never more: the others are left for idle threads); with
+        `begin_next`, its workflow step is begun at `now` in the same step (see `fetch`).
 
         Raises:
             RunExpired: a node succeeded but its run's state is missing; nothing was

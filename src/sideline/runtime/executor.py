@@ -24,7 +24,7 @@ from sideline.core.errors import (
 )
 from sideline.core.jobs import JobSpec
 from sideline.core.payload import Payload, decode
-from sideline.core.ports import Delivery
+from sideline.core.ports import Delivery, begun
 from sideline.core.run import Begin
 from sideline.core.settlement import Action, Outcome, Settlement, bury, decide
 from sideline.runtime import typed
@@ -187,14 +187,20 @@ class _Settler:
         self.fetch_from = fetch_from
 
     def begin(self, run_id: str, node_id: int) -> Begin:
+        """The step's begin: done by the call that fetched it, else one backend call."""
+        decision = begun(self.delivery, run_id, node_id)
+        if decision is not None:
+            return decision
         now = self.runtime.clock.now()
         return self.persist(lambda: self.backend.begin_node(run_id, node_id, now))
 
     def apply(self, settlement: Settlement) -> Delivery | None:
-        """Write the settlement in one atomic call; return the caller's next job."""
+        """Write the settlement in one atomic call; return the caller's next job, its
+        workflow step already begun."""
         now = self.runtime.clock.now()
         settled = self.persist(lambda: self.backend.settle(
-            self.worker_id, self.delivery, settlement, now, self.fetch_from))
+            self.worker_id, self.delivery, settlement, now, self.fetch_from,
+            begin_next=bool(self.fetch_from)))
         return settled.next
 
     def bury(self, payload: Payload, exc: BaseException, reason: str, *,

@@ -315,16 +315,18 @@ class Worker(Housekeeping):
         if buffered is not None:
             return backend.claim(self.worker_id, buffered)
         order = self.queue_order()
-        found = backend.fetch_many(self.worker_id, order, 1, max(0, room))
-        if found:
-            if len(found) > 1:
-                with self._busy_lock:
-                    self._prefetched.extend(found[1:])
-            return found[0]
+        begin_at = self.runtime.clock.now  # a workflow step is begun by its fetch
+        if room > 0:
+            found = backend.fetch_many(self.worker_id, order, 1, room, begin_at)
+            if found:
+                if len(found) > 1:
+                    with self._busy_lock:
+                        self._prefetched.extend(found[1:])
+                return found[0]
         with self._busy_lock:
             self._waiting += 1
-        try:
-            return backend.fetch(self.worker_id, order, self.fetch_timeout_s)
+        try:  # takes a job there is at once, else blocks for one
+            return backend.fetch(self.worker_id, order, self.fetch_timeout_s, begin_at)
         finally:
             with self._busy_lock:
                 self._waiting -= 1

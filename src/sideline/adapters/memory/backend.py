@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import attrs
@@ -19,8 +19,14 @@ from sideline.adapters.memory._admin import AdminOps
 from sideline.adapters.memory._memory import RunMemory
 from sideline.adapters.memory.faults import FaultPlan
 from sideline.core.dispatch import outgoing
-from sideline.core.errors import RunExpired, WorkflowError
-from sideline.core.payload import Payload, bump_recoveries, decode, decode_stored, encode
+from sideline.core.errors import PayloadError, RunExpired, WorkflowError
+from sideline.core.payload import (
+    Payload,
+    bump_recoveries,
+    decode,
+    decode_stored,
+    encode,
+)
 from sideline.core.ports import (
     STAT_DAY_TTL_S,
     STAT_MINUTE_TTL_S,
@@ -186,17 +192,19 @@ class MemoryBackend(RunMemory, AdminOps):
         with self._lock:
             self._push_raw(queue, raw)
 
-    def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float) -> Delivery | None:
-        """Move the oldest job of the first non-empty queue into the in-progress list."""
+    def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float,
+              begin_at: Callable[[], float] | None = None) -> Delivery | None:
+        """Move the oldest job of the first non-empty queue into the in-progress list (its
+        workflow step begun when `begin_at` is given)."""
         self.faults.check("fetch", "before")
         with self._ready:
-            found = self._take(worker_id, queues)
+            found = self._take(worker_id, queues, begin_at=begin_at)
             if found is None and timeout_s > 0:
                 generation = self._wakeups
                 self._ready.wait_for(
                     lambda: self._wakeups != generation or any(self._queues.get(q) for q in queues),
                     timeout_s)
-                found = self._take(worker_id, queues)
+                found = self._take(worker_id, queues, begin_at=begin_at)
         if found is not None:
             self.faults.check("fetch", "after")  # the reply is lost: the job stays held
         return found
@@ -208,14 +216,15 @@ class MemoryBackend(RunMemory, AdminOps):
             self._ready.notify_all()
 
     def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int,
-                   prefetch: int = 0) -> list[Delivery]:
+                   prefetch: int = 0,
+                   begin_at: Callable[[], float] | None = None) -> list[Delivery]:
         """Move up to `limit` jobs into the in-progress list (then up to `prefetch` more into
-        the prefetch list) without waiting."""
+        the prefetch list) without waiting; begin started workflow steps with `begin_at`."""
         self.faults.check("fetch", "before")
         with self._lock:
             found: list[Delivery] = []
             while len(found) < limit:
-                delivery = self._take(worker_id, queues)
+                delivery = self._take(worker_id, queues, begin_at=begin_at)
                 if delivery is None:
                     break
                 found.append(delivery)
@@ -241,15 +250,35 @@ class MemoryBackend(RunMemory, AdminOps):
             held.append(started)
             return started
 
-    def _take(self, worker_id: str, queues: Sequence[str],
-              prefetched: bool = False) -> Delivery | None:
+    def _take(self, worker_id: str, queues: Sequence[str], prefetched: bool = False,
+              begin_at: Callable[[], float] | None = None) -> Delivery | None:
         for queue in queues:
             pending = self._queues.get(queue)
             if pending:
-                delivery = Delivery(pending.popleft(), queue, prefetched)
+                raw = pending.popleft()
+                begun = None
+                if begin_at is not None and not prefetched:
+                    begun = self._begin_fetched(raw, begin_at())
+                delivery = Delivery(raw, queue, prefetched, begun)
                 self._in_progress.setdefault(worker_id, []).append(delivery)
                 return delivery
         return None
+
+    def _begin_fetched(self, raw: str, now: float) -> str | None:
+        """Begin the workflow step of a job just taken (Delivery.begun); None for a plain
+        job or one that does not decode (the worker buries it)."""
+        try:
+            payload = decode(raw)
+        except PayloadError:
+            return None
+        if payload.run_id is None or payload.node_id is None:
+            return None
+        try:
+            return str(self._begin(payload.run_id, payload.node_id, now))
+        except RunExpired:
+            return "expired"
+        except WorkflowError:
+            return "missing"
 
     def ack(self, worker_id: str, delivery: Delivery) -> None:
         """Remove a finished job from the worker's in-progress list."""
@@ -369,14 +398,17 @@ class MemoryBackend(RunMemory, AdminOps):
     def begin_node(self, run_id: str, node_id: int, now: float) -> Begin:
         """Mark a node running, or say to skip it (always, once the run is compacted)."""
         with self._op("begin_node"):
-            run = self._live_run(run_id, now)
-            if isinstance(run, RunSummary):
-                return Begin.SKIP
-            decision, transition = plan_begin(run.state, node_id)
-            if decision is Begin.RUN:  # a retry of a running node counts too
-                run.state.attempts[node_id] = run.state.attempts.get(node_id, 0) + 1
-            self._commit(run, transition, now)
-            return decision
+            return self._begin(run_id, node_id, now)
+
+    def _begin(self, run_id: str, node_id: int, now: float) -> Begin:
+        run = self._live_run(run_id, now)
+        if isinstance(run, RunSummary):
+            return Begin.SKIP
+        decision, transition = plan_begin(run.state, node_id)
+        if decision is Begin.RUN:  # a retry of a running node counts too
+            run.state.attempts[node_id] = run.state.attempts.get(node_id, 0) + 1
+        self._commit(run, transition, now)
+        return decision
 
     def complete_node(self, worker_id: str, delivery: Delivery, run_id: str, node_id: int,
                       now: float) -> Transition:
@@ -564,7 +596,7 @@ class MemoryBackend(RunMemory, AdminOps):
     # -- SettlePort ------------------------------------------------------------------------
 
     def settle(self, worker_id: str, delivery: Delivery, settlement: Settlement, now: float,
-               fetch_from: Sequence[str] = ()) -> Settled:
+               fetch_from: Sequence[str] = (), *, begin_next: bool = False) -> Settled:
         """Apply `settlement` in one locked step, then take at most one job (see SettlePort)."""
         with self._op("settle"):
             payload = settlement.payload
@@ -589,7 +621,8 @@ class MemoryBackend(RunMemory, AdminOps):
             if settlement.release_unique and payload.unique_key is not None:
                 self.release_lock(payload.unique_key, payload.unique_token or "")
             self._count_stats(settlement, now)
-            following = self._take(worker_id, fetch_from) if fetch_from else None
+            following = self._take(worker_id, fetch_from, begin_at=(lambda: now) if begin_next
+                                   else None) if fetch_from else None
             return Settled(transition, following)
 
     def _fail_run_node(self, payload: Payload, now: float) -> Transition:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
@@ -59,17 +59,28 @@ class QueueOps(RedisBase):
             self.scripts["push"](keys=[self.keys("queues")], args=[self.prefix, queue, raw])
 
     def fetch_many(self, worker_id: str, queues: Sequence[str], limit: int,
-                   prefetch: int = 0) -> list[Delivery]:
+                   prefetch: int = 0,
+                   begin_at: Callable[[], float] | None = None) -> list[Delivery]:
         """Move up to `limit` jobs into the worker's in-progress lists (then up to `prefetch`
-        more into its prefetch lists) without waiting."""
+        more into its prefetch lists) without waiting; begin started workflow steps when
+        `begin_at` is given (see QueuePort.fetch)."""
+        return self._fetch(worker_id, queues, limit, prefetch, begin_at, credit=0)
+
+    def _fetch(self, worker_id: str, queues: Sequence[str], limit: int, prefetch: int,
+               begin_at: Callable[[], float] | None, *, credit: int) -> list[Delivery]:
+        """fetch.lua; `credit` is the number (1-based) of the queue whose wake token this
+        caller's BLPOP took, 0 for none."""
         keys: list[str] = []
         for queue in queues:
             keys += [self.keys.queue(queue), self.keys.in_progress(worker_id, queue),
                      self.keys.prefetch(worker_id, queue)]
+        begin = "" if begin_at is None else num(begin_at())
         with translate("fetch"):
-            found = self.scripts["fetch"](keys=keys, args=[self.prefix, limit, prefetch])
-        return [Delivery(found[i + 1], queues[int(found[i]) - 1], i // 2 >= limit)
-                for i in range(0, len(found), 2)]
+            found = self.scripts["fetch"](keys=keys,
+                                          args=[self.prefix, limit, prefetch, begin, credit])
+        return [Delivery(found[i + 1], queues[int(found[i]) - 1], i // 3 >= limit,
+                         found[i + 2] or None)
+                for i in range(0, len(found), 3)]
 
     def claim(self, worker_id: str, delivery: Delivery) -> Delivery | None:
         """Start a prefetched job: move it to the in-progress list, atomically."""
@@ -82,14 +93,17 @@ class QueueOps(RedisBase):
                 args=[self.prefix, raw_bytes(delivery.raw)])
         return Delivery(delivery.raw, delivery.queue) if moved else None
 
-    def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float) -> Delivery | None:
+    def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float,
+              begin_at: Callable[[], float] | None = None) -> Delivery | None:
         """Fetch one job; when none is there, block on the queues' wake lists (BLPOP).
 
         Waits at most `timeout_s`, and never longer than `block_limit_s`: a BLPOP longer
         than the socket timeout would end as a TimeoutError, not as "no job". Returning
-        early is harmless; the worker checks for stop and fetches again.
+        early is harmless; the worker checks for stop and fetches again. A wake token is
+        pushed per job and used up by whoever takes the job (fetch.lua), so a BLPOP
+        returns for a job nobody took yet, not for every job pushed.
         """
-        found = self.fetch_many(worker_id, queues, 1)
+        found = self._fetch(worker_id, queues, 1, 0, begin_at, credit=0)
         if found:
             return found[0]
         deadline = time.monotonic() + min(timeout_s, self.block_limit_s)
@@ -97,7 +111,8 @@ class QueueOps(RedisBase):
         while (left := deadline - time.monotonic()) > 0:
             with translate("fetch (blocking)"):
                 woken = self.client.blpop(wake_keys, timeout=max(left, 0.01))
-            found = self.fetch_many(worker_id, queues, 1)
+            credit = 0 if woken is None else wake_keys.index(woken[0]) + 1
+            found = self._fetch(worker_id, queues, 1, 0, begin_at, credit=credit)
             if found:
                 return found[0]
             if woken is not None:

@@ -21,7 +21,7 @@ class SettleOps(RedisBase):
     """The end of a job: every part of a Settlement, and the next fetch, in one script."""
 
     def settle(self, worker_id: str, delivery: Delivery, settlement: Settlement, now: float,
-               fetch_from: Sequence[str] = ()) -> Settled:
+               fetch_from: Sequence[str] = (), *, begin_next: bool = False) -> Settled:
         """Apply `settlement` atomically, then fetch at most one job (see SettlePort)."""
         payload = settlement.payload
         step = payload.run_id is not None and payload.node_id is not None
@@ -44,7 +44,7 @@ class SettleOps(RedisBase):
             int(settlement.keep_dead), num(now), self.max_dead, num(self.dead_ttl_s),
             event, run_id, node, json.dumps([error.error_class, error.error_message]),
             token, settlement.processed, settlement.failed, minute, day,
-            STAT_MINUTE_TTL_S, STAT_DAY_TTL_S]
+            STAT_MINUTE_TTL_S, STAT_DAY_TTL_S, "1" if begin_next else ""]
         with translate("settle"):
             result = self.scripts["settle"](keys=keys, args=args)
         if result == "expired":
@@ -54,8 +54,8 @@ class SettleOps(RedisBase):
                 and transition.nodes.get(payload.node_id) is NodeStatus.DEAD):
             transition = attrs.evolve(transition, errors={payload.node_id: error})
         fetched = None
-        if len(result) == 3:
-            fetched = Delivery(result[2], fetch_from[int(result[1]) - 1])
+        if len(result) == 4:
+            fetched = Delivery(result[2], fetch_from[int(result[1]) - 1], begun=result[3] or None)
         return Settled(transition, fetched)
 
     def stats(self, names: Sequence[str]) -> dict[str, int]:

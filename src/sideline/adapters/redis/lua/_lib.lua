@@ -102,10 +102,17 @@ local function live(R, now)
   return true
 end
 
+-- per run graph key, then per node: one script may touch two runs (settle.lua completes
+-- one step and begins the next job's)
 local graph_cache = {}
 -- graph field: "queue|delay_ms|allow_failure(0/1)|succ,succ,..."
 local function gnode(R, id)
-  local cached = graph_cache[id]
+  local run_cache = graph_cache[R.graph]
+  if not run_cache then
+    run_cache = {}
+    graph_cache[R.graph] = run_cache
+  end
+  local cached = run_cache[id]
   if cached then
     return cached
   end
@@ -119,7 +126,7 @@ local function gnode(R, id)
     succs[#succs + 1] = s
   end
   cached = {queue = queue, delay = tonumber(delay), allow = (allow == '1'), succ = succs}
-  graph_cache[id] = cached
+  run_cache[id] = cached
   return cached
 end
 
@@ -532,10 +539,49 @@ local function count_stat(P, name, by, minute, day, minute_ttl, day_ttl)
   end
 end
 
+-- The run keys of run `run_id` (the layout of run_keys, built from P: same hash tag).
+local function keys_of_run(P, run_id)
+  local base = P .. 'run:' .. run_id
+  return {run = base, nodes = base .. ':nodes', remaining = base .. ':remaining',
+          graph = base .. ':graph', payloads = base .. ':payloads', memory = base .. ':memory'}
+end
+
+-- Begin the workflow step of a job just fetched, in the fetching call (core.ports.Delivery
+-- .begun): '' for a plain job or a text that does not parse (the worker decodes it and
+-- buries it), else plan_begin's decision, with 'missing' for a node the run lacks.
+local function begin_fetched(P, raw, now)
+  if not string.find(raw, '"run_id":', 1, true) then
+    return ''
+  end
+  local ok, job = pcall(cjson.decode, raw)
+  if not ok or type(job) ~= 'table' then
+    return ''
+  end
+  local run_id, id = job.run_id, job.node_id
+  if type(run_id) ~= 'string' or type(id) ~= 'number' or id < 0 or id ~= math.floor(id)
+      or id >= 2 ^ 53 then
+    return ''
+  end
+  local decision = plan_begin(keys_of_run(P, run_id), P, run_id, string.format('%d', id), now)
+  if type(decision) == 'table' then
+    return 'missing'
+  end
+  return decision
+end
+
+-- A job taken from queue `queue` uses up one wake token of that queue (unless the caller's
+-- BLPOP already took it), so tokens wake only as many blocked fetches as there are jobs
+-- nobody took yet (push_job adds one per job).
+local function use_token(P, queue)
+  redis.call('LPOP', P .. 'wake:' .. queue)
+end
+
 -- Move at most one job from the first non-empty queue to this worker's in-progress list
--- (fetch.lua with limit 1). `first` is the index in KEYS of the first (queue, in-progress)
--- pair. Returns the pair's number (1-based) and the job, or nil.
-local function take_one(P, first)
+-- (fetch.lua with limit 1), using up its wake token, and begin its workflow step when
+-- `begin_now` is not '' (begin_fetched). `first` is the index in KEYS of the first
+-- (queue, in-progress) pair. Returns the pair's number (1-based), the job and what
+-- begin_fetched said, or nil.
+local function take_one(P, first, begin_now)
   for i = first, #KEYS, 2 do
     local raw = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
     if raw then
@@ -543,7 +589,12 @@ local function take_one(P, first)
       for j = first, #KEYS, 2 do
         redis.call('SADD', P .. 'queues', string.sub(KEYS[j], #P + 7))
       end
-      return (i - first) / 2 + 1, raw
+      use_token(P, string.sub(KEYS[i], #P + 7))
+      local begun = ''
+      if begin_now ~= '' then
+        begun = begin_fetched(P, raw, begin_now)
+      end
+      return (i - first) / 2 + 1, raw, begun
     end
   end
   return nil

@@ -1,25 +1,44 @@
 -- fetch.lua: reliable fetch of up to `limit` jobs (then up to `prefetch` more), trying
 -- queues in the given order. Started jobs go to the worker's in-progress list of their
--- queue; prefetched ones to its prefetch list (claim.lua starts them later).
+-- queue; prefetched ones to its prefetch list (claim.lua starts them later). Each job
+-- taken uses up a wake token of its queue (_lib.lua use_token), except one the caller's
+-- BLPOP already took; a started workflow job is begun when ARGV[4] is not ''
+-- (_lib.lua begin_fetched).
 -- KEYS[3i-2] queue list i, KEYS[3i-1] this worker's in-progress list for queue i,
 -- KEYS[3i] this worker's prefetch list for queue i
--- ARGV[1] P, ARGV[2] limit, ARGV[3] prefetch (taken only once `limit` jobs were found)
--- returns: flat list {queue_index, payload, queue_index, payload, ...}: the started jobs
---   first, then the prefetched ones
+-- ARGV[1] P, ARGV[2] limit, ARGV[3] prefetch (taken only once `limit` jobs were found),
+-- ARGV[4] now (s) to begin started workflow jobs at, or '' not to begin them,
+-- ARGV[5] the number of the queue whose wake token the caller already took (0: none)
+-- returns: flat list {queue_index, payload, begun, ...} (begun: '' or begin_fetched's
+--   decision): the started jobs first, then the prefetched ones
+local P = ARGV[1]
 local limit = tonumber(ARGV[2])
 local prefetch = tonumber(ARGV[3] or '0')
+local begin_now = ARGV[4] or ''
+local credit = tonumber(ARGV[5] or '0')
 local found = {}
 local taken = 0
 local function take(count, slot)
   local got = 0
   for i = 1, #KEYS, 3 do
+    local index = (i + 2) / 3
     while got < count do
       local raw = redis.call('LMOVE', KEYS[i], KEYS[i + slot], 'LEFT', 'RIGHT')
       if not raw then
         break
       end
-      found[#found + 1] = (i + 2) / 3
+      if index == credit then
+        credit = 0
+      else
+        use_token(P, string.sub(KEYS[i], #P + 7))
+      end
+      local begun = ''
+      if slot == 1 and begin_now ~= '' then
+        begun = begin_fetched(P, raw, begin_now)
+      end
+      found[#found + 1] = index
       found[#found + 1] = raw
+      found[#found + 1] = begun
       got = got + 1
     end
   end
@@ -33,7 +52,7 @@ if taken > 0 then
   -- recovery finds held lists through the queue-name set: list every queue a job came
   -- from, even one filled by a plain RPUSH
   for i = 1, #KEYS, 3 do
-    redis.call('SADD', ARGV[1] .. 'queues', string.sub(KEYS[i], #ARGV[1] + 7))
+    redis.call('SADD', P .. 'queues', string.sub(KEYS[i], #P + 7))
   end
 end
 return found

@@ -4,7 +4,8 @@
 -- goes to the retry set, a burial to the dead set (unless dropped); the node succeeds
 -- (complete_node.lua) or dies (fail_node.lua's run part); the job's uniqueness lock is
 -- released if its token still holds it; the stats counters are raised; and at most one
--- next job is fetched for the caller (fetch.lua with limit 1).
+-- next job is fetched for the caller (fetch.lua with limit 1), its workflow step begun
+-- when asked (ARGV[23]).
 -- KEYS[1..5] run hash, nodes, remaining, graph, payloads (of run "-" for a plain job);
 --   KEYS[6] the run's memory; KEYS[7] the worker's list holding the job;
 --   KEYS[8] the uniqueness lock "lock:<unique_key>" (of "-" when none is released);
@@ -18,12 +19,14 @@
 --   [error_class, error_message], ARGV[16] the lock token to release ('' for none),
 -- ARGV[17] processed, ARGV[18] failed (counter increments), ARGV[19] minute bucket
 --   "YYYY-MM-DDTHH:MM", ARGV[20] day bucket "YYYY-MM-DD", ARGV[21] minute bucket ttl (s),
--- ARGV[22] day bucket ttl (s)
+-- ARGV[22] day bucket ttl (s), ARGV[23] '1' to begin the next job's workflow step at
+--   now (_lib.lua begin_fetched), '' not to
 -- Keys built from P: queues, retry, retry:jobs, dead, dead:jobs, schedule, schedule:jobs,
 --   queue:<q> and wake:<q> (releases, callbacks), stat:processed, stat:failed and their
 --   ":<minute>" and ":<day>" buckets
 -- returns: 'expired', or {transition as JSON (see _lib.lua outcome) or '' for no node event,
---   then, if a job was fetched, the number of its queue pair and the job}
+--   then, if a job was fetched, the number of its queue pair, the job and what
+--   begin_fetched said ('' when not begun)}
 local R = run_keys()
 local P, raw, action, now = ARGV[1], ARGV[2], ARGV[3], ARGV[9]
 local event, run_id, id = ARGV[12], ARGV[13], ARGV[14]
@@ -53,8 +56,12 @@ if ARGV[16] ~= '' then
 end
 count_stat(P, 'processed', ARGV[17], ARGV[19], ARGV[20], ARGV[21], ARGV[22])
 count_stat(P, 'failed', ARGV[18], ARGV[19], ARGV[20], ARGV[21], ARGV[22])
-local pair, job = take_one(P, 9)
+local begin_now = ''
+if ARGV[23] == '1' then
+  begin_now = now
+end
+local pair, job, begun = take_one(P, 9, begin_now)
 if pair then
-  return {transition, pair, job}
+  return {transition, pair, job, begun}
 end
 return {transition}
