@@ -11,6 +11,8 @@ import pytest
 
 from sideline import App
 from sideline.adapters.redis import RedisBackend
+from sideline.core.payload import decode
+from sideline.core.settlement import Action, Settlement
 from tests.redis.helpers import in_progress_keys, wait_until
 
 pytestmark = pytest.mark.redis
@@ -68,3 +70,52 @@ def test_stop_wakes_blocked_fetches_at_once(redis_ns: RedisBackend) -> None:
     took = time.monotonic() - stopping
     print(f"\nstop of an idle worker (fetch_timeout_s=3): {took:.2f} s")
     assert took < 1.0
+
+
+# -- wake tokens: one per job nobody took yet ---------------------------------------------
+
+def _tokens(backend: RedisBackend, queue: str = "default") -> int:
+    return int(backend.client.llen(backend.keys("wake", queue)))
+
+
+def test_a_job_taken_uses_up_its_wake_token(redis_ns: RedisBackend) -> None:
+    app = App(redis_ns)
+    app.job(name="rec")(lambda _: None)
+    for index in range(3):
+        app.enqueue("rec", [index])
+    assert _tokens(redis_ns) == 3
+    assert redis_ns.fetch("w", ["default"], 0) is not None
+    assert _tokens(redis_ns) == 2
+    assert len(redis_ns.fetch_many("w", ["default"], 2)) == 2
+    assert _tokens(redis_ns) == 0  # nothing left to wake a blocked fetch for
+
+
+def test_a_blocked_fetch_woken_by_a_push_takes_one_token_only(redis_ns: RedisBackend) -> None:
+    app = App(redis_ns)
+    app.job(name="rec")(lambda _: None)
+    got: list[object] = []
+    fetching = threading.Thread(target=lambda: got.append(
+        redis_ns.fetch("w", ["default"], 5.0)))
+    fetching.start()
+    time.sleep(0.3)  # blocked in BLPOP on the wake list
+    app.enqueue_bulk("rec", [[1], [2]])
+    fetching.join(5)
+    assert got
+    assert got[0] is not None
+    # its BLPOP took one token, for the job it took; the other job's token still wakes
+    # another idle fetch
+    assert _tokens(redis_ns) == 1
+
+
+def test_the_next_job_taken_by_a_settle_uses_up_its_token(redis_ns: RedisBackend) -> None:
+    app = App(redis_ns)
+    app.job(name="rec")(lambda _: None)
+    app.enqueue("rec", [1])
+    first = redis_ns.fetch("w", ["default"], 0)
+    assert first is not None
+    app.enqueue("rec", [2])
+    assert _tokens(redis_ns) == 1
+    settled = redis_ns.settle("w", first, Settlement(Action.ACK, decode(first.raw)), time.time(),
+                              ["default"])
+    assert settled.next is not None
+    assert _tokens(redis_ns) == 0  # an idle thread is not woken for a job already taken
