@@ -77,7 +77,9 @@ from benchmarks.common import (  # noqa: E402
 )
 
 TARGET_JOBS_PER_S = 5_000
-TARGET_FANIN_S = 1.0
+TARGET_FANIN_S = 0.5
+TARGET_CHAIN_MS = 0.6
+"""Per hop of a chain; with TARGET_FANIN_S, the targets of "One settlement decision"."""
 WORKER_STOP_TIMEOUT_S = 30.0
 
 Result = dict[str, Any]
@@ -283,7 +285,8 @@ def bench_chain(running: Running, length: int) -> Result:
     return {"name": "chain", "backend": running.backend, "length": length,
             "concurrency": running.concurrency,
             "seconds": _s(seconds), "ms_per_step": round(seconds * 1000 / length, 3),
-            "run_call_s": _s(in_run), "observed_s": _s(heard)}
+            "run_call_s": _s(in_run), "observed_s": _s(heard),
+            "target_ms_per_step": TARGET_CHAIN_MS}
 
 
 def bench_payload_bytes_redis(app: App, length: int) -> Result:
@@ -571,8 +574,10 @@ def _row(result: Result) -> tuple[str, str, str, str, str]:
         return name, f"width {result['width']}", f"{result['seconds']:.3f}", "", \
             f"run() {result['run_call_s']:.3f} s; target < {TARGET_FANIN_S:g} s: {met}"
     if name == "chain":
+        met = "met" if result["ms_per_step"] <= TARGET_CHAIN_MS else "MISSED"
         return name, f"length {result['length']}", f"{result['seconds']:.3f}", \
-            f"{result['ms_per_step']:.3f} ms/step", f"run() {result['run_call_s']:.3f} s"
+            f"{result['ms_per_step']:.3f} ms/step", \
+            f"run() {result['run_call_s']:.3f} s; target <= {TARGET_CHAIN_MS:g} ms/step: {met}"
     if name == "recovery":
         met = "met" if result["seconds"] < result["target_seconds"] else "MISSED"
         return name, f"TTL {result['heartbeat_ttl_s']:g} s", f"{result['seconds']:.3f}", "", \
