@@ -117,3 +117,56 @@ def test_the_base_observer_has_a_no_op_for_every_hook() -> None:
     assert {name for name in vars(Observer) if not name.startswith("_")} == HOOKS
     for name in HOOKS:
         assert callable(getattr(observer, name))
+
+
+class Exhaustion(Observer):
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def retries_exhausted(self, payload: Payload, error: BaseException) -> None:
+        self.calls.append(f"observer {payload.dead_reason} {type(error).__name__}")
+
+    def after_settle(self, payload: Payload, settlement: Any) -> None:
+        self.calls.append(f"after_settle {settlement.action}")
+
+
+def test_retries_exhausted_runs_the_jobs_hook_the_death_handlers_then_observers(
+        clock: FakeClock) -> None:
+    calls: list[str] = []
+    app = App(clock=clock, observers=[Exhaustion(calls)], testing="collect")
+
+    def own(payload: Payload, exc: BaseException) -> None:
+        calls.append(f"own {exc}")
+
+    def broken(payload: Payload, exc: BaseException) -> None:
+        calls.append("broken")
+        raise RuntimeError("death handler bug")
+
+    @app.job(name="fails", retry=False, on_exhausted=own)
+    def fails() -> None:
+        raise ValueError("boom")
+
+    app.death_handlers.append(broken)
+    app.death_handlers.append(lambda payload, exc: calls.append("global"))
+    fails.enqueue()
+    app.drain(raise_errors=False)
+    assert calls == ["own boom", "broken", "global",
+                     "observer failed (retry disabled) with ValueError: boom ValueError",
+                     "after_settle bury"]
+
+
+def test_a_job_that_retries_is_not_exhausted(clock: FakeClock) -> None:
+    calls: list[str] = []
+    app = App(clock=clock, observers=[Exhaustion(calls)], testing="collect")
+
+    @app.job(name="flaky", retry=2)
+    def flaky() -> None:
+        raise ValueError("boom")
+
+    flaky.enqueue()
+    app.drain(run_scheduled=False)
+    assert calls == ["after_settle retry"]
+    app.drain()  # the two retries run, the second is the last
+    assert calls == ["after_settle retry", "after_settle retry",
+                     "observer retries exhausted (2) after ValueError: boom ValueError",
+                     "after_settle bury"]

@@ -25,10 +25,10 @@ from sideline.runtime import typed, workflows
 from sideline.runtime._env import SystemClock, new_id, system_random
 from sideline.runtime.admin import Admin, AdminBackend
 from sideline.runtime.config import WorkerSettings
-from sideline.runtime.context import DeathHandler, Hooks, Runtime, Settings
+from sideline.runtime.context import Runtime, Settings
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import ClientMiddleware, ServerMiddleware, run_client_chain
-from sideline.runtime.observers import Observer, notify
+from sideline.runtime.observers import DeathHandler, DeathHandlers, Observer, Observers, notify
 from sideline.runtime.orphans import Orphan, Recovery
 from sideline.runtime.templates import Builder, Template, Templates
 from sideline.runtime.testing import drain
@@ -93,6 +93,7 @@ class App:
         self.death_handlers: list[DeathHandler] = []
         self.observers: list[Observer] = list(observers)
         self.exhausted_hooks: dict[str, DeathHandler] = {}
+        self._death = DeathHandlers(self.exhausted_hooks, self.death_handlers)
         self.keep_memory = keep_memory
         self.templates = Templates(self)
         self._draining = threading.local()
@@ -180,9 +181,8 @@ class App:
             backend=self.backend, clock=self.clock, random=self.random,
             registry=self.registry,
             settings=Settings(max_recoveries=self.max_recoveries, run_ttl_s=self.run_ttl_s),
-            server_middleware=self.server_middleware, observers=self.observers,
-            hooks=Hooks(exhausted=self.exhausted_hooks, death_handlers=self.death_handlers),
-            perform=self.perform, app=self)
+            server_middleware=self.server_middleware,
+            observers=Observers([self._death], self.observers), perform=self.perform, app=self)
 
     # -- pushing jobs ----------------------------------------------------------------------
 

@@ -144,7 +144,7 @@ def _process(runtime: Runtime, worker_id: str, payload: Payload, settler: _Settl
         return settler.reject(payload, exc)
     _log(settlement, elapsed_ms)
     if settlement.exhausted and outcome.error is not None:
-        _call_hooks(runtime, settlement.payload, outcome.error)
+        notify(runtime.observers, "retries_exhausted", settlement.payload, outcome.error)
     notify(runtime.observers, "after_settle", payload, settlement)
     if interrupted is not None:
         raise interrupted
@@ -234,11 +234,3 @@ class _Settler:
         placeholder = Payload(name="<undecodable>", jid=new_id(), queue=self.delivery.queue,
                               args=[text], kwargs=extra, created_at=self.runtime.clock.now())
         return self.bury(placeholder, exc, f"undecodable payload: {exc}", workflow=False)
-
-
-def _call_hooks(runtime: Runtime, payload: Payload, exc: BaseException) -> None:
-    for hook in runtime.hooks.for_job(payload.name):
-        try:
-            hook(payload, exc)
-        except Exception:  # a broken hook must not lose the job: log and go on to bury it
-            log.exception("death handler %r failed for jid=%s", hook, payload.jid)

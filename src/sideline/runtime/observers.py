@@ -14,7 +14,7 @@ and the observers after it still run (`notify`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,13 +22,13 @@ if TYPE_CHECKING:
     from sideline.core.settlement import Outcome, Settlement
     from sideline.runtime.middleware import JobContext
 
-__all__ = ["HOOKS", "Observer", "notify"]
+__all__ = ["HOOKS", "DeathHandler", "DeathHandlers", "Observer", "Observers", "notify"]
 
 log = logging.getLogger("sideline.observers")
 
 HOOKS = frozenset({
     "after_enqueue", "after_perform", "after_settle", "before_enqueue", "before_perform",
-    "heartbeat", "worker_started", "worker_stopped",
+    "heartbeat", "retries_exhausted", "worker_started", "worker_stopped",
 })
 """The names `notify` accepts: every hook of `Observer`."""
 
@@ -53,6 +53,11 @@ class Observer:
     def after_settle(self, payload: Payload, settlement: Settlement) -> None:
         """A job's settlement (ack, retry at t, or bury) was written atomically."""
 
+    def retries_exhausted(self, payload: Payload, error: BaseException) -> None:
+        """A job failed for the last time (its retries are used up, or it has none) and
+        its burial was written; `payload` is the buried one, `error` the last error.
+        Called before `after_settle`."""
+
     def worker_started(self, worker_id: str) -> None:
         """A worker process or thread began fetching jobs."""
 
@@ -61,6 +66,50 @@ class Observer:
 
     def heartbeat(self, worker_id: str) -> None:
         """A worker wrote its heartbeat."""
+
+
+DeathHandler = Callable[["Payload", BaseException], None]
+"""Called with the dead payload and the last error when a job exhausts its retries."""
+
+
+class DeathHandlers(Observer):
+    """The retries-exhausted hooks as an observer: on `retries_exhausted`, the job's own
+    `on_exhausted` hook, then every app-wide death handler, in order (Sidekiq's
+    `sidekiq_retries_exhausted` and `death_handlers`).
+
+    Both collections are the App's live ones. A hook that raises is logged and the next
+    one still runs: the job is already buried, nothing is lost.
+    """
+
+    def __init__(self, per_job: Mapping[str, DeathHandler],
+                 handlers: Sequence[DeathHandler]) -> None:
+        self.per_job = per_job
+        self.handlers = handlers
+
+    def for_job(self, name: str) -> list[DeathHandler]:
+        """The hooks to call for job `name`, its own first."""
+        own = self.per_job.get(name)
+        return [*([own] if own is not None else []), *self.handlers]
+
+    def retries_exhausted(self, payload: Payload, error: BaseException) -> None:
+        for hook in self.for_job(payload.name):
+            try:
+                hook(payload, error)
+            except Exception:  # a broken hook must not stop the next one
+                log.exception("death handler %r failed for jid=%s", hook, payload.jid)
+
+
+class Observers:
+    """Observers run before the user's (the App's death handlers) followed by the App's
+    live `observers` list: iterating sees observers appended after a worker started."""
+
+    def __init__(self, first: Sequence[Observer], rest: Sequence[Observer]) -> None:
+        self.first = first
+        self.rest = rest
+
+    def __iter__(self) -> Iterator[Observer]:
+        yield from self.first
+        yield from self.rest
 
 
 def notify(observers: Iterable[Observer], hook_name: str, *args: Any) -> None:
