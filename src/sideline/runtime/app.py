@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -14,21 +12,22 @@ import attrs
 
 from sideline.core import schema
 from sideline.core.clock import Clock, RandomSource
-from sideline.core.errors import ConfigurationError, SerializationError
+from sideline.core.errors import ConfigurationError
 from sideline.core.jobs import JobOptions, JobSpec, Registry, normalize_retry
-from sideline.core.payload import MAX_PAYLOAD_BYTES, Payload, check_json_native, encode
+from sideline.core.payload import Payload
 from sideline.core.ports import Backend
 from sideline.core.retry import RetryIn
 from sideline.environment import env_number
 from sideline.runtime import orphans as orphan_ops
 from sideline.runtime import typed, workflows
-from sideline.runtime._env import SystemClock, new_id, system_random
+from sideline.runtime._env import SystemClock, system_random
 from sideline.runtime.admin import Admin, AdminBackend
+from sideline.runtime.client import Client
 from sideline.runtime.config import WorkerSettings
 from sideline.runtime.context import Runtime, Settings
 from sideline.runtime.jobs import Job
-from sideline.runtime.middleware import ClientMiddleware, ServerMiddleware, run_client_chain
-from sideline.runtime.observers import DeathHandler, DeathHandlers, Observer, Observers, notify
+from sideline.runtime.middleware import ClientMiddleware, ServerMiddleware
+from sideline.runtime.observers import DeathHandler, DeathHandlers, Observer, Observers
 from sideline.runtime.orphans import Orphan, Recovery
 from sideline.runtime.templates import Builder, Template, Templates
 from sideline.runtime.testing import drain
@@ -94,6 +93,10 @@ class App:
         self.observers: list[Observer] = list(observers)
         self.exhausted_hooks: dict[str, DeathHandler] = {}
         self._death = DeathHandlers(self.exhausted_hooks, self.death_handlers)
+        self.client = Client(self.backend, self.clock, self.registry,
+                             middleware=self.client_middleware, observers=self.observers,
+                             after_push=self.after_push)
+        """Builds, checks and pushes payloads; what `Job.enqueue*` and workflow runs use."""
         self.keep_memory = keep_memory
         self.templates = Templates(self)
         self._draining = threading.local()
@@ -188,91 +191,17 @@ class App:
 
     def build_payload(self, name: str, args: Sequence[Any], kwargs: dict[str, Any],
                       **fields: Any) -> Payload:
-        """A payload for declared job `name`, with its options; arguments checked JSON-native.
-
-        Raises:
-            UnknownJob: `name` was not declared.
-            SerializationError: an argument is not JSON-native (the message names it).
-            SchemaError: a typed job's arguments do not fit its Input (for a workflow
-                step, only the arguments given are checked: run memory adds the rest).
-        """
-        spec = self.registry.get(name)
-        for index, arg in enumerate(args):
-            check_json_native(arg, f"{name} argument {index}")
-        for key, value in kwargs.items():
-            check_json_native(value, f"{name} keyword argument {key!r}")
-        typed.check_arguments(spec, args, kwargs, partial=fields.get("run_id") is not None,
-                              reads=fields.get("memory_reads"))
-        options = spec.options
-        fields.setdefault("jid", new_id())
-        fields.setdefault("queue", options.queue)
-        fields.setdefault("created_at", self.clock.now())
-        payload = Payload(name=name, args=list(args), kwargs=dict(kwargs), retry=options.retry,
-                          dead=options.dead, timeout_s=options.timeout_s,
-                          tags=list(options.tags), **fields)
-        size = len(encode(payload).encode("utf-8"))
-        if size > MAX_PAYLOAD_BYTES:
-            raise SerializationError(
-                f"{name}: the payload would be {size} bytes, over the limit of "
-                f"{MAX_PAYLOAD_BYTES} (workers refuse larger ones); pass a reference such "
-                "as an id or a URL instead of the data")
-        return payload
+        """A payload for declared job `name`, with its options (see `Client.build_payload`)."""
+        return self.client.build_payload(name, args, kwargs, **fields)
 
     def enqueue(self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
                 *, at: float | None = None, queue: str | None = None) -> str | None:
         """Push declared job `name` now (or at `at`); return its jid, None if middleware dropped it."""
-        extra = {"queue": queue} if queue is not None else {}
-        payload = run_client_chain(self.client_middleware,
-                                   self.build_payload(name, args, kwargs or {}, **extra))
-        if payload is None:
-            return None
-        now = self.clock.now()
-        payload = self._lock_unique(payload, max(0.0, (at or now) - now))
-        if payload is None:
-            return None
-        notify(self.observers, "before_enqueue", payload)
-        if at is not None and at > now:
-            self.backend.schedule(payload, at)
-        else:
-            payload = attrs.evolve(payload, enqueued_at=now)
-            self.backend.push([payload])
-        notify(self.observers, "after_enqueue", payload)
-        self.after_push()
-        return payload.jid
+        return self.client.enqueue(name, args, kwargs, at=at, queue=queue)
 
     def enqueue_bulk(self, name: str, arg_lists: Iterable[Sequence[Any]]) -> list[str]:
         """Push many jobs of one kind in a single backend call; return the pushed jids."""
-        now = self.clock.now()
-        payloads = []
-        for args in arg_lists:
-            payload = run_client_chain(self.client_middleware, self.build_payload(name, args, {}))
-            if payload is not None:
-                payload = self._lock_unique(payload, 0.0)
-            if payload is not None:
-                payloads.append(attrs.evolve(payload, enqueued_at=now))
-        for payload in payloads:
-            notify(self.observers, "before_enqueue", payload)
-        self.backend.push(payloads)
-        for payload in payloads:
-            notify(self.observers, "after_enqueue", payload)
-        self.after_push()
-        return [p.jid for p in payloads]
-
-    def _lock_unique(self, payload: Payload, delay_s: float) -> Payload | None:
-        """Take the uniqueness lock of a unique_for job; None if another copy holds it."""
-        unique_for_s = self.registry.get(payload.name).options.unique_for_s
-        if not unique_for_s:
-            return payload
-        digest = hashlib.sha256(json.dumps(
-            [payload.name, payload.queue, payload.args, payload.kwargs], sort_keys=True,
-            separators=(",", ":")).encode()).hexdigest()[:32]
-        key = f"unique:{digest}"
-        token = self.backend.acquire_lock(key, unique_for_s + delay_s, self.clock.now())
-        if token is None:
-            log.info("not pushing %s: an identical job is already pending (unique_for=%s s)",
-                     payload.name, unique_for_s)
-            return None
-        return attrs.evolve(payload, unique_key=key, unique_token=token)
+        return self.client.enqueue_bulk(name, arg_lists)
 
     def after_push(self) -> None:
         """In inline testing mode, run what was just pushed (not re-entrantly)."""

@@ -39,6 +39,8 @@ class Job(Generic[P, R]):
 
     def __init__(self, app: App, spec: JobSpec) -> None:
         self.app = app
+        self.client = app.client
+        """What pushes this job (runtime/client.py)."""
         self.spec = spec
         with _declared_lock:
             _declared[spec.name] = weakref.ref(app)
@@ -64,16 +66,16 @@ class Job(Generic[P, R]):
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
         """Push the job now; return its jid (None if client middleware dropped it)."""
-        return self.app.enqueue(self.name, args, kwargs)
+        return self.client.enqueue(self.name, args, kwargs)
 
     def enqueue_in(self, delay_s: float, *args: Any, **kwargs: Any) -> str | None:
         """Push the job to run `delay_s` seconds from now."""
-        return self.app.enqueue(self.name, args, kwargs, at=self.app.clock.now() + delay_s)
+        return self.client.enqueue(self.name, args, kwargs, at=self.client.clock.now() + delay_s)
 
     def enqueue_at(self, at: float, *args: Any, **kwargs: Any) -> str | None:
         """Push the job to run at `at` (seconds since the epoch)."""
-        return self.app.enqueue(self.name, args, kwargs, at=at)
+        return self.client.enqueue(self.name, args, kwargs, at=at)
 
     def enqueue_bulk(self, arg_lists: Iterable[Sequence[Any]]) -> list[str]:
         """Push one job per argument list in a single backend call; return the jids."""
-        return self.app.enqueue_bulk(self.name, arg_lists)
+        return self.client.enqueue_bulk(self.name, arg_lists)

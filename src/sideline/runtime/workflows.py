@@ -26,7 +26,6 @@ from sideline.core.run import (
 from sideline.core.workflow import Chain, Graph, Group, Step, WithDelay, compile
 from sideline.runtime._env import new_id
 from sideline.runtime.jobs import declaring_app
-from sideline.runtime.middleware import run_client_chain
 from sideline.runtime.typed import RunAccess
 
 if TYPE_CHECKING:
@@ -79,7 +78,7 @@ class Workflow:
         app = self.app
         run_id = new_id()
         now = app.clock.now()
-        built = [self._through_middleware(app.build_payload(
+        built = [self._through_middleware(app.client.build_payload(
             node.job, node.args, node.kwargs, jid=f"{run_id}.{node.id}", run_id=run_id,
             node_id=node.id, created_at=now, queue=node.queue, memory_ns=node.memory_ns,
             memory_reads=dict(node.memory_reads))) for node in self.graph.nodes]
@@ -102,13 +101,13 @@ class Workflow:
         sig = self.on_success if which == "success" else self.on_failure
         if sig is None:
             return None
-        return encode(self._through_middleware(self.app.build_payload(
+        return encode(self._through_middleware(self.app.client.build_payload(
             sig.job, (run_id, *sig.args), dict(sig.kwargs), jid=f"{run_id}.{which}",
             created_at=now, **({"queue": sig.queue} if sig.queue else {}))))
 
     def _through_middleware(self, payload: Payload) -> Payload:
         """Client middleware sees every step; it may change one but not drop it."""
-        changed = run_client_chain(self.app.client_middleware, payload)
+        changed = self.app.client.through_middleware(payload)
         if changed is None:
             raise WorkflowError(
                 f"client middleware dropped workflow step {payload.name} ({payload.jid}); a "
