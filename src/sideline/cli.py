@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from sideline.runtime.app import App
 from sideline.runtime.config import WorkerSettings
 from sideline.runtime.worker import Worker
 from sideline.runtime.workflows import NodeInfo, RunInfo, status
+from sideline.supervisor import EXIT_RECYCLE, Supervisor
 
 __all__ = ["load_app", "main"]
 
@@ -107,9 +109,27 @@ def _demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _supervise(settings: WorkerSettings, app: App) -> int:
+    """`-p N` with N > 1: run N worker processes under a supervisor."""
+    if isinstance(app.backend, MemoryBackend):
+        raise ConfigurationError(
+            f"{settings.app} uses the in-memory backend, which lives inside one process: "
+            f"--processes {settings.processes} needs a RedisBackend (or run one process)")
+    app.backend.close()  # the supervisor runs no jobs; each child connects on its own
+    child_args = ["--app", str(settings.app), "-c", str(settings.concurrency),
+                  "--prefetch", str(settings.prefetch), "-q", settings.queues_text(),
+                  "-t", f"{settings.shutdown_timeout_s:g}",
+                  "--max-jobs-per-child", str(settings.max_jobs_per_child)]
+    base = settings.instance_id or f"{socket.gethostname()}:{os.getpid()}"
+    return Supervisor(settings.processes, child_args, base,
+                      settings.shutdown_timeout_s).run()
+
+
 def _worker(args: argparse.Namespace) -> int:
     settings = WorkerSettings.resolve(vars(args))
     app = load_app(settings.app)
+    if settings.processes > 1:
+        return _supervise(settings, app)
     if isinstance(app.backend, MemoryBackend):
         log.warning("%s uses the in-memory backend: this worker sees only jobs pushed inside "
                     "its own process; give the App a RedisBackend to share work", settings.app)
@@ -120,7 +140,8 @@ def _worker(args: argparse.Namespace) -> int:
                     shutdown_timeout_s=settings.shutdown_timeout_s,
                     heartbeat_interval_s=settings.heartbeat_interval_s,
                     heartbeat_ttl_s=settings.heartbeat_ttl_s,
-                    recovery_interval_s=settings.recovery_interval_s)
+                    recovery_interval_s=settings.recovery_interval_s,
+                    max_jobs=settings.max_jobs_per_child)
     done = threading.Event()
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -137,13 +158,19 @@ def _worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTSTP, quiet)
     worker.start()
     print(f"sideline worker {worker.worker_id} ready", flush=True)
-    while not done.wait(0.5):
+    code = 0
+    while not done.wait(0.2):
         if worker.stop_requested.is_set():  # `app.admin.stop(worker_id)`, from anywhere
             log.info("stop requested through the admin API: stopping")
             break
+        if settings.max_jobs_per_child and worker.processed >= settings.max_jobs_per_child:
+            log.info("ran %d jobs (max-jobs-per-child %d): stopping to be recycled",
+                     worker.processed, settings.max_jobs_per_child)
+            code = EXIT_RECYCLE
+            break
     worker.stop()
     app.backend.close()
-    return 0
+    return code
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -202,7 +229,14 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("-t", "--timeout", dest="shutdown_timeout_s", type=float,
                         help="seconds to wait for running jobs on shutdown (SIDELINE_TIMEOUT)")
     worker.add_argument("-i", "--instance-id", dest="instance_id",
-                        help="this worker's id (SIDELINE_INSTANCE_ID)")
+                        help="this worker's id (SIDELINE_INSTANCE_ID); with -p, the prefix "
+                        "of its processes' ids")
+    worker.add_argument("-p", "--processes", type=int,
+                        help="worker processes under one supervisor, each running -c threads "
+                        "(SIDELINE_PROCESSES, default 1)")
+    worker.add_argument("--max-jobs-per-child", dest="max_jobs_per_child", type=int,
+                        help="a worker process is replaced after this many jobs "
+                        "(SIDELINE_MAX_JOBS_PER_CHILD, default 0: never)")
     worker.set_defaults(handler=_worker)
 
     show = commands.add_parser("status", help="show a workflow run's node states")

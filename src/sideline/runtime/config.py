@@ -29,6 +29,8 @@ ENVIRONMENT: dict[str, str] = {
     "recovery_interval_s": "SIDELINE_RECOVERY_INTERVAL_S",
     "poll_interval_s": "SIDELINE_POLL_INTERVAL_S",
     "fetch_timeout_s": "SIDELINE_FETCH_TIMEOUT_S",
+    "processes": "SIDELINE_PROCESSES",
+    "max_jobs_per_child": "SIDELINE_MAX_JOBS_PER_CHILD",
 }
 """Setting name -> environment variable (SIDELINE_REDIS_URL is read by RedisBackend)."""
 
@@ -72,6 +74,11 @@ class WorkerSettings:
     recovery_interval_s: float = 5.0
     poll_interval_s: float = 0.1
     fetch_timeout_s: float = 1.0
+    processes: int = 1
+    """Worker processes under one supervisor (1: this process is the worker)."""
+    max_jobs_per_child: int = 0
+    """A worker process stops after this many jobs and its supervisor starts a fresh one
+    (0: never); for jobs that leak memory."""
 
     @classmethod
     def resolve(cls, arguments: Mapping[str, object], environ: Mapping[str, str] | None = None
@@ -87,7 +94,7 @@ class WorkerSettings:
                 values[name] = env[variable]
         if isinstance(values.get("queues"), str):
             values["queues"] = parse_queues(str(values["queues"]))
-        for name in ("concurrency", "prefetch"):
+        for name in ("concurrency", "prefetch", "processes", "max_jobs_per_child"):
             if name in values:
                 try:
                     values[name] = int(str(values[name]))
@@ -98,4 +105,16 @@ class WorkerSettings:
                      "recovery_interval_s", "poll_interval_s", "fetch_timeout_s"):
             if name in values:
                 values[name] = _float(name, str(values[name]))
-        return cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.processes < 1:
+            raise ConfigurationError(f"processes must be at least 1, got {settings.processes}")
+        if settings.max_jobs_per_child < 0:
+            raise ConfigurationError(
+                f"max_jobs_per_child must be 0 (never) or more, got {settings.max_jobs_per_child}")
+        return settings
+
+    def queues_text(self) -> str:
+        """The queues as `-q` takes them: 'a,b' (strict order) or 'a:3,b:1' (weights)."""
+        if isinstance(self.queues, dict):
+            return ",".join(f"{queue}:{weight}" for queue, weight in self.queues.items())
+        return ",".join(self.queues)

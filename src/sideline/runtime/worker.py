@@ -66,6 +66,7 @@ class Worker(Housekeeping):
             jobs that no thread runs (a fetch whose reply was lost) and pushes them back;
             a job is pushed back only when two checks this far apart both found it
             unaccounted for. Keep it above the Redis timeout.
+        max_jobs: quiet the worker after this many jobs (0: never; see `max_jobs`).
     """
 
     def __init__(self, app: App | Runtime, *, concurrency: int = 10,
@@ -75,7 +76,7 @@ class Worker(Housekeeping):
                  poll_interval_s: float = 0.1, shutdown_timeout_s: float = 25.0,
                  heartbeat_interval_s: float = 5.0, heartbeat_ttl_s: float = 15.0,
                  recovery_interval_s: float = 5.0, prefetch: int = 0,
-                 reconcile_interval_s: float = 15.0) -> None:
+                 reconcile_interval_s: float = 15.0, max_jobs: int = 0) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
         if prefetch < 0:
@@ -95,6 +96,9 @@ class Worker(Housekeeping):
         self.instance_id = instance_id or worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.incarnation = new_id()[:8]
         self.worker_id = worker_id or f"{self.instance_id}#{self.incarnation}"
+        self.max_jobs = max_jobs
+        """After this many jobs the worker quiets itself (0: never); `sideline worker
+        --max-jobs-per-child` then exits so its supervisor starts a fresh process."""
         self.fetch_timeout_s = fetch_timeout_s
         self.poll_interval_s = poll_interval_s
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -297,6 +301,9 @@ class Worker(Housekeeping):
         with self._busy_lock:
             self._busy.pop(ident, None)
             self.processed += 1
+            spent = bool(self.max_jobs) and self.processed >= self.max_jobs
+        if spent:  # no new job: the one the settle handed over goes back to its queue
+            self.quiet()
         return following
 
     def _next_delivery(self) -> Delivery | None:
