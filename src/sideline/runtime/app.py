@@ -288,6 +288,10 @@ class App:
         comes from its SIDELINE_* environment variable (see docs/configuration.md)."""
         settings = attrs.asdict(WorkerSettings.resolve(options), recurse=False)
         settings.pop("app")
+        settings.pop("processes")  # an embedded worker is threads of this process
+        settings["max_jobs"] = settings.pop("max_jobs_per_child")
+        options = {k: v for k, v in options.items() if k not in ("processes",
+                                                                    "max_jobs_per_child")}
         return Worker(self.runtime, **{**settings, **options})
 
     # -- testing helpers -------------------------------------------------------------------
