@@ -24,7 +24,6 @@ from sideline.core.payload import (
     Payload,
     bump_recoveries,
     decode,
-    decode_stored,
     encode,
 )
 from sideline.core.ports import (
@@ -305,10 +304,7 @@ class MemoryBackend(RunOps, RunMemory, AdminOps):
 
     def entries(self, kind: str, limit: int = 100) -> list[SortedEntry]:
         """Jobs of a set, earliest first."""
-        with self._lock:
-            items = sorted(self._sets[_check_kind(kind)].items(), key=lambda item: item[1][0])
-            return [SortedEntry(at, decode_stored(raw, jid, "default"), jid)
-                    for jid, (at, raw) in items[:limit]]
+        return self.set_page(kind, 0, limit)
 
     def retry_dead(self, jid: str, now: float) -> bool:
         """Move a dead job back to its queue, reviving its workflow node."""

@@ -47,19 +47,6 @@ class AdminOps(RedisBase):
         with translate("set_size"):
             return int(self.client.zcard(self.keys(_set_key(kind))))
 
-    def set_page(self, kind: str, start: int, count: int) -> list[SortedEntry]:
-        """Up to `count` entries of set `kind` from rank `start`, earliest first."""
-        if count <= 0 or start < 0:
-            return []
-        name = _set_key(kind)
-        with translate("set_page"):
-            items = self.client.zrange(self.keys(name), start, start + count - 1, withscores=True)
-            if not items:
-                return []
-            stored = self.client.hmget(self.keys(name, "jobs"), [key for key, _ in items])
-        return [SortedEntry(float(score), _stored(key, entry), key)
-                for (key, score), entry in zip(items, stored, strict=True) if entry]
-
     def set_find(self, kind: str, key: str) -> SortedEntry | None:
         """The entry of set `kind` under `key`, if any."""
         name = _set_key(kind)

@@ -200,14 +200,20 @@ class QueueOps(RedisBase):
 
     def entries(self, kind: str, limit: int = 100) -> list[SortedEntry]:
         """Jobs of a set, earliest first."""
+        return self.set_page(kind, 0, limit)
+
+    def set_page(self, kind: str, start: int, count: int) -> list[SortedEntry]:
+        """Up to `count` entries of set `kind` from rank `start`, earliest first."""
+        if count <= 0 or start < 0:
+            return []
         name = _set_key(kind)
-        with translate("entries"):
-            items = self.client.zrange(self.keys(name), 0, limit - 1, withscores=True)
+        with translate("set_page"):
+            items = self.client.zrange(self.keys(name), start, start + count - 1, withscores=True)
             if not items:
                 return []
-            stored = self.client.hmget(self.keys(name, "jobs"), [jid for jid, _ in items])
-        return [SortedEntry(float(score), _stored(jid, entry), jid)
-                for (jid, score), entry in zip(items, stored, strict=True) if entry]
+            stored = self.client.hmget(self.keys(name, "jobs"), [key for key, _ in items])
+        return [SortedEntry(float(score), _stored(key, entry), key)
+                for (key, score), entry in zip(items, stored, strict=True) if entry]
 
     def delete(self, kind: str, jid: str) -> bool:
         """Remove a job from a set."""
