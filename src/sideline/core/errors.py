@@ -83,6 +83,12 @@ class WorkflowError(SidelineError):
 class RunExpired(WorkflowError):
     """A run's state is missing: it expired or never existed. Never treated as success."""
 
+    @classmethod
+    def of(cls, run_id: str) -> RunExpired:
+        """The error every backend operation raises for run `run_id` without state."""
+        return cls(f"run {run_id!r} has no state: it expired or never existed "
+                   "(its jobs are not treated as succeeded)")
+
 
 class BackendError(SidelineError):
     """The storage backend failed (connection lost, script error, ...)."""

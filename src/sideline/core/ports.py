@@ -81,8 +81,7 @@ def begun(delivery: Delivery, run_id: str, node_id: int) -> Begin | None:
     if delivery.begun is None:
         return None
     if delivery.begun == "expired":
-        raise RunExpired(f"run {run_id!r} has no state: it expired or never existed "
-                         "(its jobs are not treated as succeeded)")
+        raise RunExpired.of(run_id)
     if delivery.begun == "missing":
         raise WorkflowError(f"run {run_id} has no node {node_id}")
     return Begin(delivery.begun)

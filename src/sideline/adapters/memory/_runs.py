@@ -68,9 +68,7 @@ class RunOps:
         run = self._runs.get(run_id)
         if run is None or run.expires_at <= now:
             self._runs.pop(run_id, None)
-            raise RunExpired(
-                f"run {run_id!r} has no state: it expired or never existed "
-                "(its jobs are not treated as succeeded)")
+            raise RunExpired.of(run_id)
         return run
 
     def _summary(self, run_id: str, now: float) -> RunSummary | None:

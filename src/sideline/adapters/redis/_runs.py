@@ -36,11 +36,6 @@ from sideline.core.workflow import Graph, Node
 __all__ = ["RunOps"]
 
 
-def _expired(run_id: str) -> RunExpired:
-    return RunExpired(f"run {run_id!r} has no state: it expired or never existed "
-                      "(its jobs are not treated as succeeded)")
-
-
 class RunOps(RedisBase):
     """Workflow runs: stored once per run, advanced atomically with the pushes they cause.
 
@@ -101,7 +96,7 @@ class RunOps(RedisBase):
             decision = self.scripts["begin_node"](keys=self.keys.run(run_id),
                                                   args=[self.prefix, run_id, node_id, num(now)])
         if decision == "expired":
-            raise _expired(run_id)
+            raise RunExpired.of(run_id)
         return Begin(decision)
 
     def complete_node(self, worker_id: str, delivery: Delivery, run_id: str, node_id: int,
@@ -112,7 +107,7 @@ class RunOps(RedisBase):
             result = self.scripts["complete_node"](
                 keys=keys, args=[self.prefix, run_id, node_id, num(now), raw_bytes(delivery.raw)])
         if result == "expired":
-            raise _expired(run_id)
+            raise RunExpired.of(run_id)
         return _transition(result)
 
     def fail_node(self, worker_id: str, delivery: Delivery, payload: Payload,
@@ -139,7 +134,7 @@ class RunOps(RedisBase):
             result = self.scripts["cancel_run"](keys=self._keys(run_id),
                                                 args=[self.prefix, run_id, num(now)])
         if result == -1:
-            raise _expired(run_id)
+            raise RunExpired.of(run_id)
         return bool(result)
 
     def extend_run_ttl(self, run_id: str, ttl_s: int, now: float) -> bool:

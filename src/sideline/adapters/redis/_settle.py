@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import attrs
 
 from sideline.adapters.redis._base import RedisBase, num, translate
-from sideline.adapters.redis._runs import _expired, _transition
+from sideline.adapters.redis._runs import _transition
+from sideline.core.errors import RunExpired
 from sideline.core.payload import encode, raw_bytes
 from sideline.core.ports import STAT_DAY_TTL_S, STAT_MINUTE_TTL_S, Delivery, Settled
 from sideline.core.run import NodeError, NodeStatus, Transition
@@ -48,7 +49,7 @@ class SettleOps(RedisBase):
         with translate("settle"):
             result = self.scripts["settle"](keys=keys, args=args)
         if result == "expired":
-            raise _expired(run_id)
+            raise RunExpired.of(run_id)
         transition = _transition(result[0]) if result[0] else Transition()
         if (event == NodeEvent.FAILED and payload.node_id is not None
                 and transition.nodes.get(payload.node_id) is NodeStatus.DEAD):
