@@ -68,7 +68,6 @@ class Supervisor:
         self.child_args = list(child_args)
         self.shutdown_timeout_s = shutdown_timeout_s
         self._stopping = threading.Event()
-        self.restarts = 0
 
     # -- children ------------------------------------------------------------------------
 
@@ -129,7 +128,6 @@ class Supervisor:
                 if slot.process is not None and slot.process.poll() is not None:
                     self._reap(slot, now)
                 if slot.process is None and now >= slot.restart_at:
-                    self.restarts += 1
                     self._start(slot)
         self._stop_children()
         return 0

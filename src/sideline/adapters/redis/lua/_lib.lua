@@ -576,9 +576,22 @@ local function use_token(P, queue)
   redis.call('LPOP', P .. 'wake:' .. queue)
 end
 
+-- What taking job `raw` from the queue list `queue_key` entails (fetch.lua, take_one): its
+-- wake token is used up, unless `credited` (the caller's BLPOP took it), and its workflow
+-- step is begun when `begin_now` is not ''. Returns begin_fetched's answer, or ''.
+local function on_taken(P, queue_key, raw, begin_now, credited)
+  if not credited then
+    use_token(P, string.sub(queue_key, #P + 7))
+  end
+  if begin_now == '' then
+    return ''
+  end
+  return begin_fetched(P, raw, begin_now)
+end
+
 -- Move at most one job from the first non-empty queue to this worker's in-progress list
 -- (fetch.lua with limit 1), using up its wake token, and begin its workflow step when
--- `begin_now` is not '' (begin_fetched). `first` is the index in KEYS of the first
+-- `begin_now` is not '' (on_taken). `first` is the index in KEYS of the first
 -- (queue, in-progress) pair. Returns the pair's number (1-based), the job and what
 -- begin_fetched said, or nil.
 local function take_one(P, first, begin_now)
@@ -589,12 +602,7 @@ local function take_one(P, first, begin_now)
       for j = first, #KEYS, 2 do
         redis.call('SADD', P .. 'queues', string.sub(KEYS[j], #P + 7))
       end
-      use_token(P, string.sub(KEYS[i], #P + 7))
-      local begun = ''
-      if begin_now ~= '' then
-        begun = begin_fetched(P, raw, begin_now)
-      end
-      return (i - first) / 2 + 1, raw, begun
+      return (i - first) / 2 + 1, raw, on_taken(P, KEYS[i], raw, begin_now, false)
     end
   end
   return nil

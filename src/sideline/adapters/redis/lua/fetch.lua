@@ -1,7 +1,7 @@
 -- fetch.lua: reliable fetch of up to `limit` jobs (then up to `prefetch` more), trying
 -- queues in the given order. Started jobs go to the worker's in-progress list of their
 -- queue; prefetched ones to its prefetch list (claim.lua starts them later). Each job
--- taken uses up a wake token of its queue (_lib.lua use_token), except one the caller's
+-- taken uses up a wake token of its queue (_lib.lua on_taken), except one the caller's
 -- BLPOP already took; a started workflow job is begun when ARGV[4] is not ''
 -- (_lib.lua begin_fetched).
 -- KEYS[3i-2] queue list i, KEYS[3i-1] this worker's in-progress list for queue i,
@@ -27,15 +27,12 @@ local function take(count, slot)
       if not raw then
         break
       end
-      if index == credit then
+      local credited = index == credit
+      if credited then
         credit = 0
-      else
-        use_token(P, string.sub(KEYS[i], #P + 7))
       end
-      local begun = ''
-      if slot == 1 and begin_now ~= '' then
-        begun = begin_fetched(P, raw, begin_now)
-      end
+      -- a prefetched job is not begun here: the thread that claims it calls begin_node
+      local begun = on_taken(P, KEYS[i], raw, slot == 1 and begin_now or '', credited)
       found[#found + 1] = index
       found[#found + 1] = raw
       found[#found + 1] = begun
