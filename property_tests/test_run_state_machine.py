@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from sideline.core.run import (
+    RUN_TTL_HEADROOM,
     Begin,
     NodeError,
     NodeStatus,
@@ -163,7 +164,11 @@ class RunMachine(RuleBasedStateMachine):
         elif self.state.finished_at is not None:
             assert self.expires_at == before  # touching a finished run does not refresh it
         else:
-            assert self.expires_at == max(before, self.now + TTL_S), "expiry moved forward"
+            assert self.expires_at >= before, "expiry moved forward"
+            assert self.now + TTL_S <= self.expires_at <= max(
+                before, self.now + TTL_S * (1 + RUN_TTL_HEADROOM)), "lives ttl to 1.1 ttl"
+            if before >= self.now + TTL_S:
+                assert self.expires_at == before, "a whole ttl left: no write"
         ended = self.state.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED)
         assert transition.compacts == (transition.finished and ended)
         if transition.compacts:

@@ -209,9 +209,12 @@ def test_extend_never_shortens_and_advances_push_back_to_ttl(backend: Backend) -
     assert backend.extend_run_ttl("run1", 10, 100.0) is True  # 110 < 160: no change
     assert backend.get_run("run1", 150.0) is not None
     delivery, node = fetch_node(backend)
-    backend.complete_node("w", delivery, "run1", node, 150.0)  # pushed back to 210
-    assert backend.get_run("run1", 209.0) is not None
-    assert backend.get_run("run1", 210.5) is None
+    backend.complete_node("w", delivery, "run1", node, 150.0)  # pushed back to 150 + 66
+    assert backend.get_run("run1", 215.0) is not None
+    delivery, node = fetch_node(backend)
+    backend.complete_node("w", delivery, "run1", node, 155.0)  # 61 left >= ttl: kept
+    assert backend.get_run("run1", 215.5) is not None
+    assert backend.get_run("run1", 216.5) is None
 
 
 # -- finished runs: compacted to a summary, or (failed) kept whole while they linger --------
@@ -307,9 +310,9 @@ def test_a_failed_run_keeps_its_graph_lingers_and_a_revive_restores_its_ttl(
     assert backend.read("run1", None, 110.0) == {"out": 1}  # a revive needs it
     assert backend.begin_node("run1", 1, 130.0) is Begin.RUN  # touching: no refresh
     assert backend.get_run("run1", 159.0) is not None
-    assert backend.retry_dead("run1.0", 159.0) is True  # reopened: 159 + 600
-    assert backend.get_run("run1", 700.0) is not None
-    assert backend.get_run("run1", 760.0) is None
+    assert backend.retry_dead("run1.0", 159.0) is True  # reopened: 159 + 660
+    assert backend.get_run("run1", 818.0) is not None
+    assert backend.get_run("run1", 819.5) is None
 
 
 def test_an_empty_run_is_compacted_at_creation(backend: Backend) -> None:

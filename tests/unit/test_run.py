@@ -7,6 +7,7 @@ import pytest
 from sideline.core.errors import WorkflowError
 from sideline.core.jobs import Signature
 from sideline.core.run import (
+    RUN_TTL_HEADROOM,
     Begin,
     FailedNode,
     NodeError,
@@ -198,17 +199,31 @@ def test_an_advance_pushes_the_expiry_back_but_never_forward() -> None:
     expires = advance(state, plan_complete(state, 0), expires, 3.0)
     assert expires == 30.0  # not 3 + 2
     expires = advance(state, plan_complete(state, 1), expires, 40.0)
-    assert expires == 42.0
+    assert expires == pytest.approx(40.0 + 2 * (1 + RUN_TTL_HEADROOM))
+
+
+def test_a_change_with_a_whole_ttl_left_keeps_the_expiry() -> None:
+    # The headroom: pushed back to now + 1.1 x ttl, the expiry is left alone by every
+    # change until less than ttl remains, so steps in a row write no TTLs.
+    state, expires = timed_run(Chain(sig("A"), sig("B"), sig("C")), ttl_s=100)
+    assert expires == 100.0
+    expires = advance(state, plan_begin(state, 0)[1], expires, 1.0)
+    assert expires == pytest.approx(1.0 + 110.0)  # found 99 left: pushed back
+    for now in (2.0, 5.0, 11.0):
+        expires = advance(state, plan_begin(state, 0)[1], expires, now)
+        assert expires == pytest.approx(111.0)  # found >= 100 left: kept
+    expires = advance(state, plan_complete(state, 0), expires, 11.5)
+    assert expires == pytest.approx(11.5 + 110.0)  # found 99.5 left
 
 
 def test_finishing_sets_the_linger_and_touching_a_finished_run_keeps_it() -> None:
     state, expires = timed_run(Chain(sig("A"), sig("B")), ttl_s=600, finished_ttl_s=10)
     expires = advance(state, plan_fail(state, 0), expires, 5.0)  # failed, all settled
-    assert (state.finished_at, expires) == (5.0, 15.0)  # the linger replaces the 605
+    assert (state.finished_at, expires) == (5.0, 15.0)  # the linger replaces the 660
     expires = advance(state, plan_begin(state, 0)[1], expires, 8.0)  # a stray copy
     assert expires == 15.0
     expires = advance(state, plan_revive(state, 0), expires, 9.0)  # open again
-    assert expires == 609.0
+    assert expires == 9.0 + 600 * (1 + RUN_TTL_HEADROOM)
 
 
 def test_only_a_succeeded_or_cancelled_finish_compacts() -> None:

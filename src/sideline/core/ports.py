@@ -317,8 +317,9 @@ class WorkflowStore(Protocol):
         """A copy of the run's state; once the run finished succeeded or cancelled, only its
         summary (its graph and payloads are gone); None if it expired or never existed.
 
-        Expiry (core.run.next_expiry): every change pushes the run's expiry back to now +
-        the plan's ttl_s, never forward; the change that finishes the run sets it to now +
+        Expiry (core.run.next_expiry): a change that finds less than the plan's ttl_s left
+        pushes the run's expiry back to now + ttl_s plus RUN_TTL_HEADROOM, never forward;
+        the change that finishes the run sets it to now +
         finished_ttl_s. A compacted run still answers the other operations until then:
         begin_node says SKIP, complete_node and fail_node only ack (and fail_node still
         buries), cancel_run says False, extend_run_ttl pushes back the summary's expiry.

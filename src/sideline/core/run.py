@@ -18,6 +18,7 @@ from sideline.core.workflow import Graph
 __all__ = [
     "FINISHED_TTL_S",
     "RUN_INDEX_SIZE",
+    "RUN_TTL_HEADROOM",
     "RUN_TTL_S",
     "SETTLED",
     "STOPPABLE",
@@ -47,6 +48,10 @@ RUN_TTL_S = 7 * 24 * 3600
 """Default seconds a run's state lives after its last change while it can progress."""
 FINISHED_TTL_S = 24 * 3600
 """Default seconds a finished run lingers (its summary, or a failed run's whole state)."""
+RUN_TTL_HEADROOM = 0.1
+"""A change that finds less than `ttl_s` left sets the expiry to now + (1 + this) x `ttl_s`:
+a run lives between `ttl_s` and 1.1 x `ttl_s` after its last change, and its keys' TTLs are
+rewritten about once per 0.1 x `ttl_s` instead of at every step."""
 RUN_INDEX_SIZE = 10_000
 """How many of the newest runs the runs index (WorkflowStore.recent_runs) keeps."""
 
@@ -344,14 +349,17 @@ def next_expiry(state: RunState, transition: Transition, expires_at: float, now:
 
     The transition that finishes the run sets it to now + `finished_ttl_s` (the linger
     replaces the run's TTL, shorter or not); touching a finished run leaves it alone; any
-    other change pushes it back to now + `ttl_s` but never brings it forward, so an
-    `extend_run_ttl` is not undone by a sibling's advance.
+    other change that finds less than `ttl_s` left pushes it back to now + `ttl_s` plus
+    the headroom (RUN_TTL_HEADROOM), and one that finds at least `ttl_s` left keeps it:
+    never brought forward, so an `extend_run_ttl` is not undone by a sibling's advance,
+    and most steps write no expiry at all.
     """
     if transition.finished:
         return now + state.plan.finished_ttl_s
-    if state.finished_at is not None:
+    ttl = state.plan.ttl_s
+    if state.finished_at is not None or expires_at >= now + ttl:
         return expires_at
-    return max(expires_at, now + state.plan.ttl_s)
+    return now + ttl * (1 + RUN_TTL_HEADROOM)
 
 
 def summarize(state: RunState) -> RunSummary:

@@ -469,9 +469,10 @@ class MemoryBackend(RunOps, RunMemory, AdminOps):
             self._stats[counter] = self._stats.get(counter, 0) + by
             for bucket, ttl_s in ((minute, STAT_MINUTE_TTL_S), (day, STAT_DAY_TTL_S)):
                 name = f"{counter}:{bucket}"
+                if name not in self._stats:  # a bucket lives its TTL from its first count
+                    self._stats_expire[name] = now + ttl_s
+                    self._stats_next_expiry = min(self._stats_next_expiry, now + ttl_s)
                 self._stats[name] = self._stats.get(name, 0) + by
-                self._stats_expire[name] = now + ttl_s
-                self._stats_next_expiry = min(self._stats_next_expiry, now + ttl_s)
 
     def stats(self, names: Sequence[str]) -> dict[str, int]:
         """The counters `names`, 0 for one that is absent (or expired)."""

@@ -10,7 +10,14 @@ from typing import Any
 
 from redis.commands.core import Script
 
-from sideline.core.run import FINISHED_TTL_S, SETTLED, STOPPABLE, NodeStatus, RunStatus
+from sideline.core.run import (
+    FINISHED_TTL_S,
+    RUN_TTL_HEADROOM,
+    SETTLED,
+    STOPPABLE,
+    NodeStatus,
+    RunStatus,
+)
 from sideline.core.settlement import NodeEvent
 
 __all__ = ["SCRIPT_NAMES", "Scripts", "prelude"]
@@ -74,6 +81,7 @@ def prelude() -> str:
         _set_table("SETTLED", SETTLED),
         _set_table("STOPPABLE", STOPPABLE),
         f"local FINISHED_TTL_S = {int(FINISHED_TTL_S)}  -- sideline.core.run.FINISHED_TTL_S",
+        f"local RUN_TTL_HEADROOM = {RUN_TTL_HEADROOM!r}  -- sideline.core.run.RUN_TTL_HEADROOM",
     ))
 
 

@@ -199,17 +199,20 @@ local function descendants(R, id)
 end
 
 -- The run's expiry after a change (core.run.next_expiry), called once finished_at is
--- written: the change that finishes the run sets it to now + finished_ttl_s (and may
--- shorten the keys' TTL); a finished run is not refreshed; any other change pushes it
--- back to now + ttl_s, never forward (an extend_run_ttl stays in force).
+-- written, with how to apply it: the change that finishes the run sets it to now +
+-- finished_ttl_s ('replace': it may shorten the keys' TTL); a finished run, or one with
+-- at least ttl_s left, keeps it (nil: nothing to write); any other change pushes it back
+-- to now + ttl_s plus the headroom ('extend'), never forward.
 local function next_expiry(R, now, finished)
   local f = redis.call('HMGET', R.run, 'expires_at', 'ttl_s', 'finished_ttl_s', 'finished_at')
   if finished then
-    return tonumber(now) + tonumber(f[3] or FINISHED_TTL_S), true
-  elseif f[4] then
-    return tonumber(f[1]), false
+    return tonumber(now) + tonumber(f[3] or FINISHED_TTL_S), 'replace'
   end
-  return math.max(tonumber(f[1]), tonumber(now) + tonumber(f[2])), false
+  local expires, ttl = tonumber(f[1]), tonumber(f[2])
+  if f[4] or expires >= tonumber(now) + ttl then
+    return expires, nil
+  end
+  return tonumber(now) + ttl * (1 + RUN_TTL_HEADROOM), 'extend'
 end
 
 -- Give the run's keys the expiry plus a minute; unless `replace`, never shorten a TTL.
@@ -265,9 +268,13 @@ local function settle(R, P, now, status, callback, finished)
   elseif status == RUN.RUNNING then
     redis.call('HDEL', R.run, 'finished_at')
   end
-  local expires, replace = next_expiry(R, now, finished)
-  redis.call('HSET', R.run, 'updated_at', now, 'expires_at', num(expires))
-  local ttl = expire_run(R, now, expires, replace)
+  local expires, write = next_expiry(R, now, finished)
+  redis.call('HSET', R.run, 'updated_at', now)
+  local ttl = nil
+  if write then
+    redis.call('HSET', R.run, 'expires_at', num(expires))
+    ttl = expire_run(R, now, expires, write == 'replace')
+  end
   if callback then
     local entry = redis.call('HGET', R.run, 'on_' .. callback)
     if entry then
@@ -534,8 +541,10 @@ local function count_stat(P, name, by, minute, day, minute_ttl, day_ttl)
   local base = P .. 'stat:' .. name
   redis.call('INCRBY', base, by)
   for _, bucket in ipairs({{minute, minute_ttl}, {day, day_ttl}}) do
-    redis.call('INCRBY', base .. ':' .. bucket[1], by)
-    redis.call('EXPIRE', base .. ':' .. bucket[1], bucket[2])
+    -- a bucket lives its TTL from its first count: only the INCRBY that creates it expires
+    if redis.call('INCRBY', base .. ':' .. bucket[1], by) == tonumber(by) then
+      redis.call('EXPIRE', base .. ':' .. bucket[1], bucket[2])
+    end
   end
 end
 

@@ -1,0 +1,1 @@
+"""sideline side by side with dramatiq: the apps each worker runs, and the driver (compare.py)."""
