@@ -77,9 +77,11 @@ from benchmarks.common import (  # noqa: E402
 )
 
 TARGET_JOBS_PER_S = 5_000
-TARGET_FANIN_S = 0.5
-TARGET_CHAIN_MS = 0.6
+TARGET_FANIN_S = 0.3
+TARGET_CHAIN_MS = 0.4
 """Per hop of a chain; with TARGET_FANIN_S, the targets of "One settlement decision"."""
+SCALING_LENGTHS = (100, 1_000, 5_000)
+"""Chain lengths of --scaling ("per-hop time flat from 100 to 5,000 steps")."""
 WORKER_STOP_TIMEOUT_S = 30.0
 
 Result = dict[str, Any]
@@ -152,8 +154,8 @@ class SubprocessWorker:
             ENV_QUIET_LOGS: "1" if quiet_logs else "0",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
         })
-        # The worker logs a line per job at INFO: keep it in a file, never in a pipe that
-        # nobody reads (a full pipe would stall the worker).
+        # The worker's log goes to a file, never to a pipe that nobody reads (a full pipe
+        # would stall the worker; with DEBUG on it writes a line per job).
         self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
         identity = ["-i", instance_id] if instance_id else []
         self.process = subprocess.Popen(
@@ -459,6 +461,7 @@ class Options:
     quiet_logs: bool
     heartbeats: Heartbeats = DEFAULT_HEARTBEATS
     skip_recovery: bool = False
+    scaling: tuple[int, ...] = ()
 
 
 def run_redis(options: Options, emit: Callable[[Result], None]) -> None:
@@ -494,6 +497,9 @@ def run_redis(options: Options, emit: Callable[[Result], None]) -> None:
 
         progress(f"chain: Chain of {sizes.length} no-ops")
         emit(bench_chain(running, sizes.length))
+        for length in options.scaling:
+            progress(f"chain (scaling): Chain of {length} no-ops")
+            emit(bench_chain(running, length))
 
         progress(f"payload_bytes: a stored {sizes.length}-step chain; the bytes a "
                  f"{' and a '.join(map(str, FINISHED_RUN_LENGTHS))}-step run keeps, "
@@ -539,6 +545,9 @@ def run_memory(options: Options, emit: Callable[[Result], None]) -> None:
         emit(bench_fanin(running, sizes.width))
         progress(f"chain: Chain of {sizes.length} no-ops")
         emit(bench_chain(running, sizes.length))
+        for length in options.scaling:
+            progress(f"chain (scaling): Chain of {length} no-ops")
+            emit(bench_chain(running, length))
     finally:
         worker.stop()
 
@@ -625,7 +634,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds to wait for any one benchmark to finish")
     parser.add_argument("--quiet-logs", action="store_true",
-                        help="run the worker with sideline.worker at WARNING (no INFO line per job)")
+                        help="sideline.worker at WARNING (its per-job line is DEBUG already)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also run chains of " + ", ".join(map(str, SCALING_LENGTHS))
+                        + " steps: the time per hop should not grow with the length")
     parser.add_argument("--skip-recovery", action="store_true",
                         help="leave out the recovery benchmark (about 20 s with default settings)")
     args = parser.parse_args(argv)
@@ -643,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
                   width=args.width or base.width, length=args.length or base.length)
     options = Options(args.backend, sizes, args.concurrency, args.timeout, args.quiet_logs,
                       heartbeats=QUICK_HEARTBEATS if args.quick else DEFAULT_HEARTBEATS,
-                      skip_recovery=args.skip_recovery)
+                      skip_recovery=args.skip_recovery,
+                      scaling=SCALING_LENGTHS if args.scaling else ())
     results: list[Result] = []
 
     def emit(result: Result) -> None:

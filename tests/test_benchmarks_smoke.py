@@ -84,3 +84,22 @@ def test_benchmarks_run_on_redis() -> None:
     _check(results, "redis")
     recovery = next(result for result in results if result["name"] == "recovery")
     assert recovery["heartbeat_ttl_s"] == 1.5, "--quick must use short heartbeat settings"
+
+
+@pytest.mark.redis
+def test_the_peer_comparison_runs_its_sideline_side() -> None:
+    # dramatiq is not a dependency: only sideline's drain and latency are run here.
+    require_redis()
+    command = [sys.executable, str(ROOT / "benchmarks" / "peers" / "compare.py"),
+               "--systems", "sideline", "--jobs", "300", "--processes", "1,2",
+               "--latency-samples", "5", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
+                            cwd=ROOT, check=False)
+    assert result.returncode == 0, f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    drains = [line for line in lines if line["kind"] == "drain"]
+    assert sorted(d["processes"] for d in drains) == [1, 2]
+    assert all(d["system"] == "sideline" and d["rate"] > 0 for d in drains)
+    latency = next(line for line in lines if line["kind"] == "latency")
+    assert latency["samples"] == 5
+    assert 0 < latency["median_ms"] <= latency["p99_ms"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any
 
-from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from sideline.core.run import (
     FINISHED_TTL_S,
@@ -89,8 +90,28 @@ def _source(name: str) -> str:
     return (resources.files("sideline.adapters.redis") / "lua" / f"{name}.lua").read_text("utf-8")
 
 
+class LuaScript:
+    """One script, run by EVALSHA straight through the client's `execute_command` (the
+    hot path: redis-py's Script wrapper costs more than the call's own packing); on
+    NOSCRIPT (a restarted or flushed server) it loads its source and runs again."""
+
+    __slots__ = ("_client", "sha", "source")
+
+    def __init__(self, client: Any, source: str) -> None:
+        self._client = client
+        self.source = source
+        self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        try:
+            return self._client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self._client.script_load(self.source)
+            return self._client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
 class Scripts:
-    """Every operation's script, registered once per client (EVALSHA, EVAL on a cache miss).
+    """Every operation's script, registered once per client (EVALSHA, loaded on a miss).
 
     Each script is its own file; the generated `prelude` and the helpers of `_lib.lua`
     are prepended to it.
@@ -98,10 +119,10 @@ class Scripts:
 
     def __init__(self, client: Any) -> None:
         head = f"{prelude()}\n-- ==== _lib.lua ====\n{_source('_lib')}"
-        self._scripts: dict[str, Script] = {
-            name: client.register_script(f"{head}\n-- ==== {name}.lua ====\n{_source(name)}")
+        self._scripts: dict[str, LuaScript] = {
+            name: LuaScript(client, f"{head}\n-- ==== {name}.lua ====\n{_source(name)}")
             for name in SCRIPT_NAMES
         }
 
-    def __getitem__(self, name: str) -> Script:
+    def __getitem__(self, name: str) -> LuaScript:
         return self._scripts[name]
