@@ -1,6 +1,7 @@
 """sideline: background jobs and crash-safe job workflows on Redis."""
 
 from sideline.adapters.memory import MemoryBackend
+from sideline.core.batch import BatchError, BatchFinished
 from sideline.core.errors import (
     BackendError,
     ConfigurationError,
@@ -20,6 +21,7 @@ from sideline.core.run import NodeStatus, RunStatus
 from sideline.core.workflow import Chain, Dag, Group, WithDelay
 from sideline.runtime.admin import Admin
 from sideline.runtime.app import App
+from sideline.runtime.batches import Batch, BatchStatus
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import JobContext, current_job
 from sideline.runtime.observers import Observer
@@ -31,6 +33,10 @@ __all__ = [
     "Admin",
     "App",
     "BackendError",
+    "Batch",
+    "BatchError",
+    "BatchFinished",
+    "BatchStatus",
     "Chain",
     "ConfigurationError",
     "Dag",

@@ -9,14 +9,16 @@ from importlib import resources
 import pytest
 
 from sideline.adapters.redis._scripts import SCRIPT_NAMES, prelude
+from sideline.core.batch import BatchEvent
 from sideline.core.run import FINISHED_TTL_S, SETTLED, STOPPABLE, NodeStatus, RunStatus
 from sideline.core.settlement import NodeEvent
 
 LUA = resources.files("sideline.adapters.redis") / "lua"
 LUA_FILES = sorted(p.name for p in LUA.iterdir() if p.name.endswith(".lua"))
 STATUSES = {s.value for s in NodeStatus} | {s.value for s in RunStatus} | {
-    e.value for e in NodeEvent}
-GENERATED = ("NODE", "RUN", "EVENT", "SETTLED", "STOPPABLE", "FINISHED_TTL_S")
+    e.value for e in NodeEvent} | {e.value for e in BatchEvent}
+GENERATED = ("NODE", "RUN", "EVENT", "BATCH", "CALLBACK", "SETTLED", "STOPPABLE",
+             "FINISHED_TTL_S", "RUN_TTL_HEADROOM")
 
 # A status word may still be a key name built from the prefix P (the dead set,
 # "P .. 'dead'", the "failed" counter) or a payload field written by stamp(): not a status.

@@ -72,6 +72,11 @@ class Payload:
     run_id: str | None = None
     node_id: int | None = None
     batch_id: str | None = None
+    """The batch this job is a member of (its ending is counted there)."""
+    callback_of: str | None = None
+    """A batch callback job: the batch whose callback it is (with `callback_event`)."""
+    callback_event: str | None = None
+    """A batch callback job: "complete", "success" or "death"."""
     recoveries: int = 0
     """How many times this job was recovered from a dead worker's in-progress list."""
     tags: list[str] = attrs.field(factory=list)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from sideline.core.batch import BatchPush, BatchView
 from sideline.core.errors import RunExpired, WorkflowError
 from sideline.core.payload import Payload
 from sideline.core.run import Begin, RunState, RunSummary, Transition
@@ -21,6 +22,7 @@ __all__ = [
     "STAT_DAY_TTL_S",
     "STAT_MINUTE_TTL_S",
     "Backend",
+    "BatchStore",
     "Delivery",
     "InstanceRegistry",
     "MemoryStore",
@@ -400,6 +402,12 @@ class SettlePort(Protocol):
         fetch_from, 1)` would (never more: the others are left for idle threads); with
         `begin_next`, its workflow step is begun at `now` in the same step (see `fetch`).
 
+        Batches: `settlement.batch` counts the ending of a member job in its batch
+        (`payload.batch_id`, core.batch.job_ended) and pushes the callbacks that fire, up
+        the parents. A step that succeeded with `settlement.await_batches` (batches its
+        job opened) is not completed now: it completes when the last of them succeeds
+        (at once if all have), and dies if a job of one of them dies.
+
         Raises:
             RunExpired: a node succeeded but its run's state is missing; nothing was
                 applied (the delivery is still held).
@@ -413,8 +421,42 @@ class SettlePort(Protocol):
         ...
 
 
+class BatchStore(Protocol):
+    """Batches (core.batch): created with their first jobs, counted by `settle`."""
+
+    def push_batches(self, pushes: Sequence[BatchPush], now: float) -> None:
+        """Store the new batches of `pushes` and push every job of them, atomically.
+
+        In order: a new batch is stored (expiring `ttl_s` from now) and listed in the
+        recent-batches index; one with a parent is counted as the parent's child (the
+        parent may be new in the same call, earlier in `pushes`); each batch counts its
+        jobs as pending; jobs go to their queues, scheduled ones to the schedule set.
+        Last, each batch's `complete` and `success` are checked (an empty batch fires at
+        once) and the callbacks that fire are pushed, up the parents.
+
+        Raises:
+            BatchFinished: a batch (or the parent of a new one) is complete already;
+                nothing was pushed.
+            BatchError: an existing batch of `pushes` is unknown (or expired); nothing
+                was pushed.
+        """
+        ...
+
+    def get_batch(self, bid: str, now: float) -> BatchView | None:
+        """The batch `bid`, or None if it is unknown or expired."""
+        ...
+
+    def recent_batches(self, start: int, count: int, now: float) -> list[BatchView]:
+        """Batches newest first (by creation), skipping expired ones."""
+        ...
+
+    def invalidate_batch(self, bid: str, now: float) -> bool:
+        """Mark a batch invalid (its jobs see `valid` false); False if it is unknown."""
+        ...
+
+
 class Backend(QueuePort, ScheduleStore, WorkflowStore, InstanceRegistry, MemoryStore,
-              SettlePort, Protocol):
+              SettlePort, BatchStore, Protocol):
     """Everything the runtime needs: one object per adapter implements every port."""
 
     def close(self) -> None:

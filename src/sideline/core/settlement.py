@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from sideline.core.batch import BatchEvent
 from sideline.core.errors import JobStopped, JobTimeout, SchemaError
 from sideline.core.jobs import JobOptions
 from sideline.core.payload import Payload
@@ -105,6 +106,8 @@ class Settlement:
             handlers run, after the settle).
         processed, failed: what the stats counters add (1/0, or 1/1).
         release_unique: the uniqueness lock the job holds is released.
+        await_batches: batches a workflow step's job opened; the step completes when
+            they succeed (set by the executor, not by `decide`).
     """
 
     action: Action
@@ -118,6 +121,20 @@ class Settlement:
     processed: int = 1
     failed: int = 0
     release_unique: bool = False
+    await_batches: tuple[str, ...] = ()
+
+    @property
+    def batch(self) -> BatchEvent | None:
+        """What the ending means for the job's batch (None: not a member, or not run): a
+        success when acked without a failure, a death when buried (or acked as failed),
+        else a failure that will be retried."""
+        if self.payload.batch_id is None or self.processed == 0:
+            return None
+        if self.action is Action.RETRY:
+            return BatchEvent.FAILED
+        if self.action is Action.BURY or self.failed:
+            return BatchEvent.DIED
+        return BatchEvent.SUCCEEDED
 
 
 def decide(outcome: Outcome, payload: Payload, options: JobOptions, now: float,

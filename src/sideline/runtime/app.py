@@ -11,6 +11,7 @@ from typing import Any, Literal, cast, overload
 import attrs
 
 from sideline.core import schema
+from sideline.core.batch import BATCH_LINGER_S, BATCH_TTL_S
 from sideline.core.clock import Clock, RandomSource
 from sideline.core.errors import ConfigurationError
 from sideline.core.jobs import JobOptions, JobSpec, Registry, normalize_retry
@@ -22,6 +23,7 @@ from sideline.runtime import orphans as orphan_ops
 from sideline.runtime import typed, workflows
 from sideline.runtime._env import SystemClock, system_random
 from sideline.runtime.admin import Admin, AdminBackend
+from sideline.runtime.batches import Batch
 from sideline.runtime.client import Client
 from sideline.runtime.config import WorkerSettings
 from sideline.runtime.context import Runtime, Settings
@@ -275,6 +277,28 @@ class App:
     def recovered(self, limit: int = 100) -> list[Recovery]:
         """The log of recovered jobs, newest first (instance, time orphaned, args, ...)."""
         return orphan_ops.recovery_log(self.backend, limit)
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def batch(self, description: str = "", *, parent: str | None = None,
+              callback_queue: str | None = None, ttl_s: int | None = None,
+              linger_s: int | None = None) -> Batch:
+        """A new batch (docs/batches.md): `batch.on(...)` its callbacks, then push its
+        jobs in `with batch.jobs(): ...`. `batch.bid` identifies it."""
+        return Batch(self.client, description=description, parent=parent,
+                     callback_queue=callback_queue,
+                     ttl_s=BATCH_TTL_S if ttl_s is None else ttl_s,
+                     linger_s=BATCH_LINGER_S if linger_s is None else linger_s)
+
+    def open_batch(self, bid: str) -> Batch:
+        """The stored batch `bid`, to add jobs to it, read its status or invalidate it.
+
+        Raises:
+            BatchError: it is unknown or expired.
+        """
+        batch = Batch.existing(self.client, bid)
+        batch.status()  # BatchError now if it is gone
+        return batch
 
     @functools.cached_property
     def admin(self) -> Admin:

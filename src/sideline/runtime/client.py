@@ -9,6 +9,7 @@ the App.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -27,9 +28,26 @@ from sideline.runtime._env import new_id
 from sideline.runtime.middleware import ClientMiddleware, run_client_chain
 from sideline.runtime.observers import Observer, notify
 
-__all__ = ["Client"]
+__all__ = ["Client", "Staging", "staging"]
 
 log = logging.getLogger("sideline.client")
+
+
+class Staging:
+    """Where enqueued jobs go instead of the backend while a batch's `jobs()` block is
+    open (runtime/batches.py): `bid` is the batch they join."""
+
+    @property
+    def bid(self) -> str:  # pragma: no cover (overridden)
+        raise NotImplementedError
+
+    def add(self, payload: Payload, at: float | None) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+staging: contextvars.ContextVar[Staging | None] = contextvars.ContextVar(
+    "sideline_batch_staging", default=None)
+"""The open batch block of this thread or task, if any."""
 
 
 class Client:
@@ -95,7 +113,10 @@ class Client:
                 *, at: float | None = None, queue: str | None = None) -> str | None:
         """Push declared job `name` now (or at `at`); return its jid, None if middleware
         dropped it or an identical `unique_for` job is pending."""
-        extra = {"queue": queue} if queue is not None else {}
+        extra: dict[str, Any] = {"queue": queue} if queue is not None else {}
+        batch = staging.get()
+        if batch is not None:
+            extra["batch_id"] = batch.bid
         payload = self.through_middleware(self.build_payload(name, args, kwargs or {}, **extra))
         if payload is None:
             return None
@@ -103,6 +124,11 @@ class Client:
         payload = self._lock_unique(payload, max(0.0, (at or now) - now))
         if payload is None:
             return None
+        if batch is not None:  # pushed with its batch when the block ends
+            later = at is not None and at > now
+            batch.add(payload if later else attrs.evolve(payload, enqueued_at=now),
+                      at if later else None)
+            return payload.jid
         notify(self.observers, "before_enqueue", payload)
         if at is not None and at > now:
             self.backend.schedule(payload, at)
@@ -116,13 +142,19 @@ class Client:
     def enqueue_bulk(self, name: str, arg_lists: Iterable[Sequence[Any]]) -> list[str]:
         """Push many jobs of one kind in a single backend call; return the pushed jids."""
         now = self.clock.now()
+        batch = staging.get()
+        extra = {} if batch is None else {"batch_id": batch.bid}
         payloads = []
         for args in arg_lists:
-            payload = self.through_middleware(self.build_payload(name, args, {}))
+            payload = self.through_middleware(self.build_payload(name, args, {}, **extra))
             if payload is not None:
                 payload = self._lock_unique(payload, 0.0)
             if payload is not None:
                 payloads.append(attrs.evolve(payload, enqueued_at=now))
+        if batch is not None:  # pushed with its batch when the block ends
+            for payload in payloads:
+                batch.add(payload, None)
+            return [p.jid for p in payloads]
         for payload in payloads:
             notify(self.observers, "before_enqueue", payload)
         self.backend.push(payloads)
@@ -130,6 +162,10 @@ class Client:
             notify(self.observers, "after_enqueue", payload)
         self.after_push()
         return [p.jid for p in payloads]
+
+    def notify(self, hook: str, payload: Payload) -> None:
+        """Tell the observers `hook` ("before_enqueue", "after_enqueue") about `payload`."""
+        notify(self.observers, hook, payload)
 
     def _lock_unique(self, payload: Payload, delay_s: float) -> Payload | None:
         """Take the uniqueness lock of a unique_for job; None if another copy holds it."""

@@ -21,6 +21,7 @@ from sideline.core.payload import Payload
 if TYPE_CHECKING:
     from sideline.core.jobs import JobSpec
     from sideline.runtime.app import App
+    from sideline.runtime.batches import Batch
 
 __all__ = ["ClientMiddleware", "JobContext", "ServerMiddleware", "current_job", "run_client_chain",
            "run_server_chain", "running"]
@@ -34,6 +35,24 @@ class JobContext:
     payload: Payload
     spec: JobSpec
     worker_id: str
+    opened: list[str] = attrs.field(factory=list)
+    """Batches this run of a workflow step opened (its successors wait for them)."""
+
+    @property
+    def batch(self) -> Batch | None:
+        """The batch this job belongs to, or whose callback it is (None: neither).
+
+        `with current_job().batch.jobs(): ...` adds jobs to it; `.valid` says whether it
+        was invalidated; `.status()` reads it; in a callback, `.options` are the options
+        given to `on`.
+        """
+        from sideline.runtime.batches import Batch  # noqa: PLC0415 (batches imports this)
+
+        payload = self.payload
+        bid = payload.batch_id or payload.callback_of
+        if bid is None:
+            return None
+        return Batch.existing(self.app.client, bid, event=payload.callback_event)
 
     def extend_ttl(self, ttl_s: int) -> bool:
         """Keep this step's run alive for at least `ttl_s` more seconds (and its memory).

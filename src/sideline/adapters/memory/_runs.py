@@ -207,13 +207,27 @@ class RunOps:
         with self._lock:
             return sorted({*self._runs, *self._summaries})
 
-    def _fail_run_node(self, payload: Payload, now: float) -> Transition:
-        """fail_node's run part: the node dies; a missing or compacted run is left alone."""
-        run = self._runs.get(payload.run_id or "")
-        if run is None or run.expires_at <= now or payload.node_id is None or not (
-                0 <= payload.node_id < len(run.state.nodes)):
+    def _run_complete(self, run_id: str, node_id: int, now: float) -> Transition:
+        """A step that waited for its batches completes (a missing run is left alone)."""
+        run = self._runs.get(run_id)
+        if run is None or run.expires_at <= now or not 0 <= node_id < len(run.state.nodes):
             return Transition()
-        error = NodeError(payload.error_class, payload.error_message)
-        transition = plan_fail(run.state, payload.node_id, error)
+        transition = plan_complete(run.state, node_id)
         self._commit(run, transition, now)
         return transition
+
+    def _run_fail(self, run_id: str, node_id: int, error: NodeError, now: float) -> Transition:
+        """A step dies (a job of its batch died); a missing run is left alone."""
+        run = self._runs.get(run_id)
+        if run is None or run.expires_at <= now or not 0 <= node_id < len(run.state.nodes):
+            return Transition()
+        transition = plan_fail(run.state, node_id, error)
+        self._commit(run, transition, now)
+        return transition
+
+    def _fail_run_node(self, payload: Payload, now: float) -> Transition:
+        """fail_node's run part: the node dies; a missing or compacted run is left alone."""
+        if payload.run_id is None or payload.node_id is None:
+            return Transition()
+        return self._run_fail(payload.run_id, payload.node_id,
+                              NodeError(payload.error_class, payload.error_message), now)

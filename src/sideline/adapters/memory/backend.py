@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import attrs
 
 from sideline.adapters.memory._admin import AdminOps
+from sideline.adapters.memory._batches import BatchOps, _Batch
 from sideline.adapters.memory._memory import RunMemory
 from sideline.adapters.memory._runs import RunOps, _Run
 from sideline.adapters.memory.faults import FaultPlan
@@ -49,7 +50,7 @@ __all__ = ["MemoryBackend"]
 _SETS = ("scheduled", "retry", "dead")
 
 
-class MemoryBackend(RunOps, RunMemory, AdminOps):
+class MemoryBackend(RunOps, BatchOps, RunMemory, AdminOps):
     """The embedded backend: thread-safe, deterministic, and inspectable from tests.
 
     Args:
@@ -73,6 +74,8 @@ class MemoryBackend(RunOps, RunMemory, AdminOps):
         self._runs: dict[str, _Run] = {}
         self._summaries: dict[str, tuple[RunSummary, float]] = {}  # compacted runs, expiry
         self._run_index: dict[str, float] = {}  # run id -> created_at, the newest runs
+        self._batches: dict[str, _Batch] = {}
+        self._batch_index: dict[str, float] = {}  # bid -> created_at, the newest batches
         self._workers: dict[str, tuple[float, dict[str, str]]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._wakeups = 0
@@ -437,18 +440,24 @@ class MemoryBackend(RunOps, RunMemory, AdminOps):
             if settlement.node is NodeEvent.SUCCEEDED and run_id is not None and step:
                 completing = self._live_run(run_id, now)  # RunExpired: nothing applied
             transition = Transition()
+            waits = bool(settlement.await_batches)
             if isinstance(completing, _Run) and node_id is not None:
-                transition = plan_complete(completing.state, node_id)  # WorkflowError first
+                # WorkflowError first (checked even for a step that waits for its batches)
+                transition = plan_complete(completing.state, node_id)
             self._remove_in_progress(worker_id, delivery)
             if settlement.action is Action.RETRY:
                 at = now if settlement.retry_at is None else settlement.retry_at
                 self._sets["retry"][payload.jid] = (at, encode(payload))
             elif settlement.action is Action.BURY and settlement.keep_dead:
                 self._add_dead(payload, now, keep=True)
-            if isinstance(completing, _Run):
+            if isinstance(completing, _Run) and waits:
+                transition = self._await_batches(payload, settlement.await_batches, now)
+            elif isinstance(completing, _Run):
                 self._commit(completing, transition, now)
             elif settlement.node is NodeEvent.FAILED and step:
                 transition = self._fail_run_node(payload, now)
+            if settlement.batch is not None:
+                self._batch_settled(payload, settlement.batch, now)
             if settlement.release_unique and payload.unique_key is not None:
                 self.release_lock(payload.unique_key, payload.unique_token or "")
             self._count_stats(settlement, now)

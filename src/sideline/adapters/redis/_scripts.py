@@ -11,6 +11,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from sideline.core.batch import BatchEvent, Callback
 from sideline.core.run import (
     FINISHED_TTL_S,
     RUN_TTL_HEADROOM,
@@ -27,6 +28,8 @@ SCRIPT_NAMES = (
     "admin_kill",
     "admin_retry_now",
     "admin_signal",
+    "batch_invalidate",
+    "batch_push",
     "begin_node",
     "cancel_run",
     "claim",
@@ -79,6 +82,8 @@ def prelude() -> str:
         _enum_table("NODE", NodeStatus),
         _enum_table("RUN", RunStatus),
         _enum_table("EVENT", NodeEvent),
+        _enum_table("BATCH", BatchEvent),
+        _enum_table("CALLBACK", Callback),
         _set_table("SETTLED", SETTLED),
         _set_table("STOPPABLE", STOPPABLE),
         f"local FINISHED_TTL_S = {int(FINISHED_TTL_S)}  -- sideline.core.run.FINISHED_TTL_S",

@@ -45,7 +45,11 @@ class SettleOps(RedisBase):
             int(settlement.keep_dead), num(now), self.max_dead, num(self.dead_ttl_s),
             event, run_id, node, json.dumps([error.error_class, error.error_message]),
             token, settlement.processed, settlement.failed, minute, day,
-            STAT_MINUTE_TTL_S, STAT_DAY_TTL_S, "1" if begin_next else ""]
+            STAT_MINUTE_TTL_S, STAT_DAY_TTL_S, "1" if begin_next else "",
+            payload.batch_id or "" if settlement.batch is not None else "",
+            str(settlement.batch or ""),
+            json.dumps([payload.error_class or "", payload.error_message or ""]),
+            json.dumps(list(settlement.await_batches)) if settlement.await_batches else ""]
         with translate("settle"):
             result = self.scripts["settle"](keys=keys, args=args)
         if result == "expired":

@@ -13,6 +13,7 @@ from redis.retry import Retry
 
 from sideline.adapters.redis._admin import AdminOps
 from sideline.adapters.redis._base import RedisClient
+from sideline.adapters.redis._batches import BatchOps
 from sideline.adapters.redis._memory import MemoryOps
 from sideline.adapters.redis._queues import QueueOps
 from sideline.adapters.redis._runs import RunOps
@@ -71,7 +72,7 @@ def _connect_cluster(connect: Callable[[], RedisCluster]) -> RedisCluster:
             "mode, and is cluster_state ok?)") from exc
 
 
-class RedisBackend(QueueOps, RunOps, MemoryOps, SettleOps, AdminOps):
+class RedisBackend(QueueOps, RunOps, BatchOps, MemoryOps, SettleOps, AdminOps):
     """The production backend.
 
     Args:

@@ -616,3 +616,215 @@ local function take_one(P, first, begin_now)
   end
   return nil
 end
+
+-- ---- batches: one function per function of core/batch.py, same names after "batch_" ----
+-- A batch's keys (built from P, so in the namespace's slot): the hash "batch:<bid>" (its
+-- fields, the times its callbacks fired, "cb:<callback>" = "queue|payload" and
+-- "opt:<callback>" = JSON options, the step that opened it), ":pending" (set of the jids
+-- that have not succeeded), ":failures" (hash jid -> JSON [error class, message]),
+-- ":dead" (set) and ":children" (list of child bids).
+
+local function batch_keys(P, bid)
+  local base = P .. 'batch:' .. bid
+  return {hash = base, pending = base .. ':pending', failures = base .. ':failures',
+          dead = base .. ':dead', children = base .. ':children'}
+end
+
+-- The batch exists and has not expired; an expired one is deleted here.
+local function batch_live(B, now)
+  local expires = redis.call('HGET', B.hash, 'expires_at')
+  if not expires then
+    return false
+  end
+  if tonumber(expires) <= tonumber(now) then
+    redis.call('DEL', B.hash, B.pending, B.failures, B.dead, B.children)
+    return false
+  end
+  return true
+end
+
+-- Set the batch's logical expiry and its keys' TTL (plus a minute, as runs have).
+local function batch_expire(B, now, expires)
+  redis.call('HSET', B.hash, 'expires_at', num(expires))
+  local ttl = math.ceil(expires - tonumber(now)) + 60
+  for _, key in ipairs({B.hash, B.pending, B.failures, B.dead, B.children}) do
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+
+-- A key the batch has just created gets the batch's TTL.
+local function batch_same_ttl(B, key)
+  local ttl = redis.call('TTL', B.hash)
+  if ttl > 0 then
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+
+-- mirrors core.batch.check: fire complete and success if their condition holds now.
+local function batch_check(B, now)
+  local fired = {}
+  local f = redis.call('HMGET', B.hash, 'complete_at', 'success_at', 'kids_incomplete',
+                       'kids_unsucceeded')
+  local pending = redis.call('SCARD', B.pending)
+  if not f[1] and pending == redis.call('HLEN', B.failures) and tonumber(f[3] or '0') == 0 then
+    redis.call('HSET', B.hash, 'complete_at', now)
+    fired[#fired + 1] = CALLBACK.COMPLETE
+  end
+  if not f[2] and pending == 0 and tonumber(f[4] or '0') == 0 then
+    redis.call('HSET', B.hash, 'success_at', now)
+    fired[#fired + 1] = CALLBACK.SUCCESS
+  end
+  return fired
+end
+
+-- mirrors core.batch._death
+local function batch_death(B, now)
+  if redis.call('HSETNX', B.hash, 'death_at', now) == 1 then
+    return {CALLBACK.DEATH}
+  end
+  return {}
+end
+
+-- mirrors core.batch.job_ended: count one ending of member job `jid` (`err` is JSON
+-- [error class, message]); returns the callbacks fired, in order.
+local function batch_job_ended(B, jid, event, err, now)
+  if redis.call('SISMEMBER', B.pending, jid) == 0 then
+    return {}
+  end
+  if event == BATCH.SUCCEEDED then
+    redis.call('SREM', B.pending, jid)
+    redis.call('HDEL', B.failures, jid)
+    redis.call('SREM', B.dead, jid)
+    return batch_check(B, now)
+  end
+  redis.call('HSET', B.failures, jid, err)
+  batch_same_ttl(B, B.failures)
+  local fired = {}
+  if event == BATCH.DIED then
+    redis.call('SADD', B.dead, jid)
+    batch_same_ttl(B, B.dead)
+    fired = batch_death(B, now)
+  end
+  for _, callback in ipairs(batch_check(B, now)) do
+    fired[#fired + 1] = callback
+  end
+  return fired
+end
+
+-- mirrors core.batch.child_fired: a child fired `callback`; what the parent fires in turn.
+local function batch_child_fired(B, callback, now)
+  if callback == CALLBACK.COMPLETE then
+    redis.call('HINCRBY', B.hash, 'kids_incomplete', -1)
+  elseif callback == CALLBACK.SUCCESS then
+    redis.call('HINCRBY', B.hash, 'kids_unsucceeded', -1)
+  else
+    return batch_death(B, now)
+  end
+  return batch_check(B, now)
+end
+
+-- The error a step dies of when a job of its batch died (adapters/memory/_batches.py
+-- _death_error): the first dead jid in order, with its error.
+local function batch_death_error(B, bid)
+  local dead = redis.call('SMEMBERS', B.dead)
+  table.sort(dead)
+  if #dead > 0 then
+    local err = cjson.decode(redis.call('HGET', B.failures, dead[1]) or '["",""]')
+    return cjson.encode({'BatchJobDied', 'batch ' .. bid .. ': job ' .. dead[1] .. ' died ('
+                         .. tostring(err[1]) .. ': ' .. tostring(err[2]) .. ')'})
+  end
+  return cjson.encode({'BatchJobDied', 'batch ' .. bid .. ': a job of a child batch died'})
+end
+
+-- The step that opened batch B waits for it: its success may complete the step (the
+-- run field "await:<node>" counts the step's batches still running), a death kills it.
+-- Returns the run's transition as JSON, or '' when the step is not touched.
+local function batch_fire_node(P, B, bid, callback, now)
+  local f = redis.call('HMGET', B.hash, 'node_run', 'node_id', 'node_waits')
+  if not f[1] or f[3] ~= '1' then
+    return ''
+  end
+  local R = keys_of_run(P, f[1])
+  if callback == CALLBACK.DEATH then
+    return plan_fail(R, P, f[1], f[2], now, batch_death_error(B, bid))
+  elseif callback == CALLBACK.SUCCESS then
+    if live(R, now) and redis.call('HINCRBY', R.run, 'await:' .. f[2], -1) <= 0 then
+      redis.call('HDEL', R.run, 'await:' .. f[2])
+      local current = completion_check(R, f[2], now)
+      if current ~= 'expired' and current ~= 'missing' then
+        return plan_complete(R, P, f[1], f[2], now, current)
+      end
+    end
+  end
+  return ''
+end
+
+-- Push the callbacks of batch `bid` that fired, then count them in its parent, and so on
+-- up (adapters/memory/_batches.py _fire). Returns a run transition when a step moved.
+local batch_fire
+batch_fire = function(P, bid, fired, now)
+  local B = batch_keys(P, bid)
+  local transition = ''
+  for _, callback in ipairs(fired) do
+    local entry = redis.call('HGET', B.hash, 'cb:' .. callback)
+    if entry then
+      local queue, raw = split_entry(entry)
+      push_job(P, queue, stamp(raw, 'enqueued_at', num(tonumber(now))), false)
+    end
+    if callback == CALLBACK.SUCCESS then
+      batch_expire(B, now, tonumber(now) + tonumber(redis.call('HGET', B.hash, 'linger_s')))
+    end
+    local moved = batch_fire_node(P, B, bid, callback, now)
+    if moved ~= '' then
+      transition = moved
+    end
+    local parent = redis.call('HGET', B.hash, 'parent')
+    if parent and parent ~= '' then
+      local PB = batch_keys(P, parent)
+      if batch_live(PB, now) then
+        local up = batch_fire(P, parent, batch_child_fired(PB, callback, now), now)
+        if up ~= '' then
+          transition = up
+        end
+      end
+    end
+  end
+  return transition
+end
+
+-- settle's batch part: count a member job's ending (`event` 'succeeded', 'failed' or
+-- 'died') in batch `bid`, push what fires.
+local function batch_settled(P, bid, jid, event, err, now)
+  local B = batch_keys(P, bid)
+  if not batch_live(B, now) then
+    return ''
+  end
+  return batch_fire(P, bid, batch_job_ended(B, jid, event, err, now), now)
+end
+
+-- settle's part for a step that succeeded after opening batches (`bids` JSON list): it
+-- dies now if a job of one died, completes now if all succeeded, else waits
+-- ("await:<node>" = how many are still running). Returns the run's transition as JSON.
+local function batch_await(P, R, run_id, id, bids, now, current)
+  local waiting, dead = 0, nil
+  for _, bid in ipairs(cjson.decode(bids)) do
+    local B = batch_keys(P, bid)
+    if batch_live(B, now) then
+      redis.call('HSET', B.hash, 'node_waits', '1')
+      local f = redis.call('HMGET', B.hash, 'death_at', 'success_at')
+      if f[1] and not dead then
+        dead = bid
+      elseif not f[2] then
+        waiting = waiting + 1
+      end
+    end
+  end
+  if dead then
+    return plan_fail(R, P, run_id, id, now, batch_death_error(batch_keys(P, dead), dead))
+  end
+  if waiting > 0 then
+    redis.call('HSET', R.run, 'await:' .. id, waiting)
+    return outcome(nil, nil, false)
+  end
+  return plan_complete(R, P, run_id, id, now, current)
+end

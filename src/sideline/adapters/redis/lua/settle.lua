@@ -20,7 +20,11 @@
 -- ARGV[17] processed, ARGV[18] failed (counter increments), ARGV[19] minute bucket
 --   "YYYY-MM-DDTHH:MM", ARGV[20] day bucket "YYYY-MM-DD", ARGV[21] minute bucket ttl (s),
 -- ARGV[22] day bucket ttl (s), ARGV[23] '1' to begin the next job's workflow step at
---   now (_lib.lua begin_fetched), '' not to
+--   now (_lib.lua begin_fetched), '' not to,
+-- ARGV[24] the job's batch ('' for none), ARGV[25] what its ending means there
+--   ('succeeded', 'failed', 'died'; _lib.lua batch_settled), ARGV[26] its error as JSON
+--   [error class, message] (strings), ARGV[27] the batches a succeeded step waits for
+--   (JSON list, '' for none: _lib.lua batch_await)
 -- Keys built from P: queues, retry, retry:jobs, dead, dead:jobs, schedule, schedule:jobs,
 --   queue:<q> and wake:<q> (releases, callbacks), stat:processed, stat:failed and their
 --   ":<minute>" and ":<day>" buckets
@@ -46,13 +50,21 @@ elseif action == 'bury' and ARGV[8] == '1' then
   add_dead(P, ARGV[4], ARGV[5], ARGV[6], now, ARGV[10], ARGV[11])
 end
 local transition = ''
-if event == EVENT.SUCCEEDED then
+if event == EVENT.SUCCEEDED and ARGV[27] ~= '' and current ~= 'compacted' then
+  transition = batch_await(P, R, run_id, id, ARGV[27], now, current)
+elseif event == EVENT.SUCCEEDED then
   transition = plan_complete(R, P, run_id, id, now, current)
 elseif event == EVENT.FAILED then
   transition = plan_fail(R, P, run_id, id, now, ARGV[15])
 end
 if ARGV[16] ~= '' then
   release_if_held(KEYS[8], ARGV[16])
+end
+if ARGV[24] ~= '' then
+  local moved = batch_settled(P, ARGV[24], ARGV[4], ARGV[25], ARGV[26], now)
+  if moved ~= '' and transition == '' then
+    transition = moved
+  end
 end
 count_stat(P, 'processed', ARGV[17], ARGV[19], ARGV[20], ARGV[21], ARGV[22])
 count_stat(P, 'failed', ARGV[18], ARGV[19], ARGV[20], ARGV[21], ARGV[22])
