@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 import attrs
 
 from sideline.core.admin import check_kind, check_signal, latency_s
+from sideline.core.batch import BatchEvent
 from sideline.core.errors import PayloadError
 from sideline.core.payload import Payload, decode, decode_stored, encode
 from sideline.core.ports import SortedEntry
@@ -28,6 +29,10 @@ class AdminOps:
         raise NotImplementedError
 
     def _push_raw(self, queue: str, raw: str, front: bool = False) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _batch_settled(self, payload: Payload, event: BatchEvent,
+                       now: float) -> None:  # pragma: no cover (overridden)
         raise NotImplementedError
 
     def _add_dead(self, payload: Payload, now: float) -> None:  # pragma: no cover (overridden)
@@ -116,6 +121,8 @@ class AdminOps:
                 return False
             payload = decode_stored(found[1], key, "default")
             self._add_dead(attrs.evolve(payload, dead=True, dead_reason="killed"), now)
+            if payload.batch_id is not None:  # a killed member job died, for its batch
+                self._batch_settled(payload, BatchEvent.DIED, now)
             return True
 
     def signal_worker(self, worker_id: str, signal: str) -> bool:
