@@ -43,9 +43,9 @@ def redis_ns() -> Iterator[RedisBackend]:
 def spawn(redis_ns: RedisBackend, tmp_path: Path) -> Iterator[Spawn]:
     started: list[WorkerProcess] = []
 
-    def start(instance_id: str, args: Sequence[str] = (), env: dict[str, str] | None = None
-              ) -> WorkerProcess:
-        worker = spawn_worker(redis_ns, tmp_path, instance_id, args=args, env=env)
+    def start(instance_id: str, args: Sequence[str] = (), env: dict[str, str] | None = None,
+              app: str = "tests.redis.apps.jobs_app:app") -> WorkerProcess:
+        worker = spawn_worker(redis_ns, tmp_path, instance_id, args=args, env=env, app=app)
         started.append(worker)
         return worker
 

@@ -1,0 +1,62 @@
+"""The app of the batch crash tests (tests/redis/test_batch_crashes.py).
+
+Its namespace comes from SIDELINE_NAMESPACE. `member(n, ms)` sleeps `ms` milliseconds and
+records an "end" event; `nap(seconds)` records a "start" event, then sleeps; `noted(bid,
+event)` is the callback of every batch: it records which callback of which batch ran, in
+which process. Events go to the Redis list `events_key(backend)` (RPUSH: one order for
+every process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from sideline import App, current_job
+from sideline.adapters.redis import RedisBackend
+
+__all__ = ["build_app", "events_key"]
+
+
+def events_key(backend: RedisBackend) -> str:
+    """The list the jobs append their events to."""
+    return backend.keys("test", "batch-events")
+
+
+def build_app(namespace: str) -> App:
+    """An App on the test's Redis namespace with the batch test jobs declared."""
+    backend = RedisBackend.from_url(namespace=namespace)
+    app = App(backend)
+    key = events_key(backend)
+
+    def record(kind: str, **fields: Any) -> None:
+        event = {"kind": kind, "pid": os.getpid(), "jid": current_job().payload.jid, **fields}
+        backend.client.rpush(key, json.dumps(event))
+
+    @app.job(name="member")
+    def member(n: int, ms: int) -> None:
+        time.sleep(ms / 1000)
+        record("end", n=n)
+
+    @app.job(name="nap")
+    def nap(seconds: float) -> None:
+        record("start")
+        time.sleep(seconds)
+        record("end")
+
+    @app.job(name="noted")
+    def noted(bid: str, event: str) -> None:
+        record("callback", bid=bid, event=event)
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # `app` is built on first use, from the environment of `sideline worker --app`.
+    if name == "app":
+        built = build_app(os.environ.get("SIDELINE_NAMESPACE") or "sideline-tests")
+        globals()["app"] = built
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
