@@ -103,3 +103,17 @@ def test_the_peer_comparison_runs_its_sideline_side() -> None:
     latency = next(line for line in lines if line["kind"] == "latency")
     assert latency["samples"] == 5
     assert 0 < latency["median_ms"] <= latency["p99_ms"]
+
+
+@pytest.mark.redis
+def test_the_batch_benchmark_runs() -> None:
+    require_redis()
+    command = [sys.executable, str(ROOT / "benchmarks" / "batches.py"), "--jobs", "300",
+               "--repeat", "1", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
+                            cwd=ROOT, check=False)
+    assert result.returncode == 0, f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["plain_rate"] > 0
+    assert summary["batch_rate"] > 0
+    assert summary["callback_ms"] is not None

@@ -20,11 +20,13 @@ import redis
 from sideline import App
 from sideline.adapters.redis import RedisBackend, redis_url
 
-__all__ = ["ENV_NAMESPACE", "NOOP", "STAMP", "app", "build_app", "latency_key"]
+__all__ = ["ENV_NAMESPACE", "NOOP", "NOTE", "STAMP", "app", "build_app", "callback_key",
+           "latency_key"]
 
 ENV_NAMESPACE = "PEERBENCH_NAMESPACE"
 NOOP = "peer.noop"
 STAMP = "peer.stamp"
+NOTE = "peer.note"
 
 _client: redis.Redis | None = None
 _client_pid = 0
@@ -33,6 +35,11 @@ _client_pid = 0
 def latency_key(namespace: str) -> str:
     """The Redis list the stamp job of `namespace` reports its delays on."""
     return f"{namespace}:peer:latency"
+
+
+def callback_key(namespace: str) -> str:
+    """The Redis list the note job of `namespace` records its start times on."""
+    return f"{namespace}:peer:callback"
 
 
 def _redis() -> redis.Redis:
@@ -57,6 +64,11 @@ def build_app(namespace: str) -> App:
     def stamp(sent_at: float) -> None:
         """Reports how long ago `sent_at` (an epoch time from the enqueuer) was."""
         _redis().rpush(key, time.time() - sent_at)
+
+    @app.job(name=NOTE, retry=False)
+    def note(bid: str) -> None:
+        """A batch callback (benchmarks/batches.py): records when it started."""
+        _redis().rpush(callback_key(namespace), f"{bid} {time.time()!r}")
 
     return app
 
