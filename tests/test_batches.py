@@ -178,9 +178,13 @@ def test_callbacks_go_to_the_callback_queue(app: App, events: Events) -> None:
 def test_a_block_that_raises_pushes_nothing(app: App, events: Events) -> None:
     jobs = declare(app, events)
     batch = with_all_callbacks(app, jobs)
-    with pytest.raises(KeyError), batch.jobs():
-        jobs["work"].enqueue(1)
-        raise KeyError("stop")
+    def push_then_fail() -> None:
+        with batch.jobs():
+            jobs["work"].enqueue(1)
+            raise KeyError("stop")
+
+    with pytest.raises(KeyError):
+        push_then_fail()
     assert app.drain() == 0
     with pytest.raises(BatchError, match="unknown"):
         batch.status()

@@ -1,4 +1,4 @@
-"""The `sideline` command: demo, worker, status, enqueue."""
+"""The `sideline` command: demo, worker, status, batches, batch, enqueue."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ import attrs
 
 from sideline.adapters.memory import MemoryBackend
 from sideline.adapters.redis import RedisBackend
+from sideline.core.batch import Callback
 from sideline.core.errors import ConfigurationError, SidelineError
 from sideline.demo import run_demo
 from sideline.runtime.app import App
+from sideline.runtime.batches import BatchStatus
 from sideline.runtime.config import WorkerSettings
 from sideline.runtime.worker import Worker
 from sideline.runtime.workflows import NodeInfo, RunInfo, status
@@ -173,9 +175,15 @@ def _worker(args: argparse.Namespace) -> int:
     return code
 
 
-def _status(args: argparse.Namespace) -> int:
+def _reading_app(args: argparse.Namespace) -> App:
+    """The app a reading command uses: --app (or SIDELINE_APP), else Redis at
+    SIDELINE_REDIS_URL in --namespace."""
     target = args.app or WorkerSettings.resolve({}).app
-    app = load_app(target) if target else App(RedisBackend.from_url(namespace=args.namespace))
+    return load_app(target) if target else App(RedisBackend.from_url(namespace=args.namespace))
+
+
+def _status(args: argparse.Namespace) -> int:
+    app = _reading_app(args)
     try:
         info = status(app, args.run_id)
     finally:
@@ -192,6 +200,92 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(data))
     else:
         _print_run(info)
+    return 0
+
+
+_BATCH_COLUMNS = (f"{'bid':<24}  {'description':<24} {'total':>6} {'pending':>7} "
+                  f"{'failures':>8} {'dead':>5}  {'complete':<8} {'success':<7}  created")
+
+
+_EVENT_ORDER = {str(event): i for i, event in enumerate(Callback)}  # complete, success, death
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _batch_json(batch: BatchStatus) -> dict[str, object]:
+    """Every field of a BatchStatus; `failed` maps each jid to its error class and message."""
+    data = attrs.asdict(batch)
+    data["failed"] = {jid: {"error_class": error_class, "error_message": message}
+                      for jid, (error_class, message) in batch.failed.items()}
+    return data
+
+
+def _batches(args: argparse.Namespace) -> int:
+    app = _reading_app(args)
+    try:
+        found = app.admin.batches(args.page, args.per_page)
+    finally:
+        app.backend.close()
+    if args.json:
+        print(json.dumps([_batch_json(batch) for batch in found]))
+        return 0
+    print(_BATCH_COLUMNS)
+    for batch in found:
+        description = batch.description if len(batch.description) <= 24 else \
+            batch.description[:21] + "..."
+        print(f"{batch.bid:<24}  {description:<24} {batch.total:>6} {batch.pending:>7} "
+              f"{batch.failures:>8} {len(batch.dead):>5}  {_yes(batch.complete):<8} "
+              f"{_yes(batch.success):<7}  {_when(batch.created_at)}")
+    if not found:
+        print(f"(no batches on page {args.page})")
+    return 0
+
+
+def _print_batch(batch: BatchStatus) -> None:
+    """Every field of a batch's status: counts, times, family, callbacks, failed and dead
+    jobs."""
+    state = ("success" if batch.success else "complete" if batch.complete else "pending")
+    print(f"batch {batch.bid}: {state}  {json.dumps(batch.description)}")
+    print(f"  total={batch.total}  pending={batch.pending}  failures={batch.failures}  "
+          f"dead={len(batch.dead)}  complete={_yes(batch.complete)}  "
+          f"success={_yes(batch.success)}  invalidated={_yes(batch.invalidated)}")
+    times = [f"created={_when(batch.created_at)}"]
+    for label, at in (("complete_at", batch.complete_at), ("success_at", batch.success_at),
+                      ("death_at", batch.death_at)):
+        if at is not None:
+            times.append(f"{label}={_when(at)}")
+    times.append(f"expires={_when(batch.expires_at)}")
+    print("  " + "  ".join(times))
+    print(f"  parent={batch.parent or '-'}  children={list(batch.children)}")
+    if batch.run_id is not None:
+        print(f"  workflow step: run {batch.run_id} node {batch.node_id}")
+    for event, job in sorted(batch.callbacks.items(), key=lambda item: _EVENT_ORDER.get(item[0], 3)):
+        print(f"  callback {event:<8} {job}  options={json.dumps(batch.options.get(event, {}))}")
+    for jid, (error_class, message) in batch.failed.items():  # a dead job failed too
+        error = ": ".join(part for part in (error_class, message) if part)
+        print(f"  {'dead' if jid in batch.dead else 'failed'} job {jid}  "
+              f"{error or 'error unknown'}")
+    for jid in batch.dead:
+        if jid not in batch.failed:
+            print(f"  dead job {jid}")
+
+
+def _batch(args: argparse.Namespace) -> int:
+    app = _reading_app(args)
+    try:
+        found = app.admin.batch(args.bid)
+    finally:
+        app.backend.close()
+    if found is None:
+        print(f"sideline: error: batch {args.bid!r} is unknown: it expired or never existed",
+              file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(_batch_json(found)))
+    else:
+        _print_batch(found)
     return 0
 
 
@@ -248,6 +342,18 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=_status)
 
+    listing = commands.add_parser("batches", help="list the newest batches")
+    listing.add_argument("--page", type=_positive, default=1, help="1-based page (default 1)")
+    listing.add_argument("--per-page", dest="per_page", type=_positive, default=50,
+                         help="batches per page (default 50)")
+    _reading_options(listing)
+    listing.set_defaults(handler=_batches)
+
+    one = commands.add_parser("batch", help="show one batch: counts, callbacks, failed jobs")
+    one.add_argument("bid")
+    _reading_options(one)
+    one.set_defaults(handler=_batch)
+
     push = commands.add_parser("enqueue", help="push a job by name")
     push.add_argument("name")
     push.add_argument("args", nargs="?", default="[]", help="JSON list of arguments")
@@ -255,6 +361,26 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--queue", help="override the job's queue")
     push.set_defaults(handler=_enqueue)
     return parser
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _reading_options(command: argparse.ArgumentParser) -> None:
+    """--app, --namespace and --json, as `status` has them."""
+    command.add_argument("--app", help="package.module:app (SIDELINE_APP); default: Redis at "
+                         "SIDELINE_REDIS_URL")
+    command.add_argument("--namespace", default="sideline",
+                         help="Redis key namespace when no app is given")
+    command.add_argument("--json", action="store_true", help="print JSON")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -211,6 +211,11 @@ class AdminStore(Protocol):
         up; "quiet" never replaces a stored "stop". False if the worker is unknown."""
         ...
 
+    def server_info(self) -> dict[str, str]:
+        """What the dashboard shows about the store: for Redis its version, memory used
+        and connected clients; for memory, that it is the embedded backend."""
+        ...
+
     def worker_signal(self, worker_id: str) -> str | None:
         """The signal stored for a worker, if any (what the worker polls)."""
         ...

@@ -1,7 +1,8 @@
 """The admin API (`app.admin`): Sidekiq's API over any backend.
 
-Stats with history, queues, the scheduled/retry/dead sets, workers and orphans, as
-frozen views (sideline.core.admin). The dashboard and the CLI are thin views over it.
+Stats with history, queues, the scheduled/retry/dead sets, workers, orphans and
+batches, as frozen views (sideline.core.admin, runtime.batches.BatchStatus). The
+dashboard and the CLI are thin views over it.
 Every page is a window over one list or sorted set; nothing scans the keyspace.
 """
 
@@ -35,6 +36,7 @@ from sideline.core.clock import Clock
 from sideline.core.ports import Backend, Delivery, SortedEntry
 from sideline.core.run import RunStatus
 from sideline.runtime import workflows
+from sideline.runtime.batches import BatchStatus
 from sideline.runtime.orphans import Orphan, Recovery
 from sideline.runtime.workflows import RunInfo
 
@@ -45,7 +47,10 @@ _SCAN_WINDOW = 500
 
 
 class AdminBackend(Backend, AdminStore, Protocol):
-    """A backend with the admin primitives: every adapter shipped with sideline."""
+    """A backend with the admin primitives: every adapter shipped with sideline.
+
+    Batches are read through `Backend`'s `BatchStore` port (`recent_batches`,
+    `get_batch`, `invalidate_batch`)."""
 
 
 class OrphanSource(Protocol):
@@ -87,6 +92,11 @@ class Admin:
         self._after_push = after_push
 
     # -- stats -----------------------------------------------------------------------------
+
+    def server_info(self) -> dict[str, str]:
+        """The store behind the app: Redis's version, memory used and clients (or that it
+        is the embedded memory backend)."""
+        return self.backend.server_info()
 
     def stats(self) -> StatsView:
         """Totals, today's counts (UTC day), queued jobs, set sizes and live workers."""
@@ -258,6 +268,26 @@ class Admin:
         """Ask a worker to stop (after its running jobs, as on SIGTERM); False if it is not
         registered."""
         return self.backend.signal_worker(worker_id, "stop")
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def batches(self, page: int = 1, per_page: int = 50) -> list[BatchStatus]:
+        """A page of the newest batches (newest first, by creation), from the
+        recent-batches index (the newest 10,000); expired batches are skipped."""
+        start, count = page_window(page, per_page)
+        now = self.clock.now()
+        return [BatchStatus.of(view)
+                for view in self.backend.recent_batches(start, count, now)]
+
+    def batch(self, bid: str) -> BatchStatus | None:
+        """One batch's status, or None if it is unknown or expired."""
+        view = self.backend.get_batch(bid, self.clock.now())
+        return None if view is None else BatchStatus.of(view)
+
+    def invalidate_batch(self, bid: str) -> bool:
+        """Mark a batch invalid (its jobs see `current_job().batch.valid` false; its
+        callbacks still fire); False if it is unknown or expired."""
+        return self.backend.invalidate_batch(bid, self.clock.now())
 
     # -- orphans ---------------------------------------------------------------------------
 

@@ -125,6 +125,12 @@ class AdminOps:
                 self._batch_settled(payload, BatchEvent.DIED, now)
             return True
 
+    def server_info(self) -> dict[str, str]:
+        """The embedded backend: nothing is shared with other processes."""
+        with self._op("server_info"):
+            return {"backend": "memory (embedded, this process only)",
+                    "queues": str(len(self._queues)), "workers": str(len(self._workers))}
+
     def signal_worker(self, worker_id: str, signal: str) -> bool:
         """Store a signal in a registered worker's info; a "stop" is never downgraded."""
         check_signal(signal)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from redis.cluster import RedisCluster
+
 from sideline.adapters.redis._base import RedisBase, num, translate
 from sideline.adapters.redis._queues import _set_key, _stored
 from sideline.core.admin import check_signal, latency_s
@@ -14,6 +16,19 @@ __all__ = ["AdminOps"]
 class AdminOps(RedisBase):
     """The admin API's reads and writes: queue and set pages, bulk-able single moves,
     worker signals. Each multi-key write is one script."""
+
+    def server_info(self) -> dict[str, str]:
+        """Redis's version, mode, memory used (and its peak), clients and uptime."""
+        with translate("server_info"):
+            info = self.client.info()
+        if isinstance(self.client, RedisCluster):  # {node: info}: show the first primary's
+            info = next(iter(info.values())) if info and isinstance(
+                next(iter(info.values())), dict) else info
+        fields = (("redis_version", "Redis version"), ("redis_mode", "mode"),
+                  ("used_memory_human", "memory used"), ("used_memory_peak_human", "memory peak"),
+                  ("connected_clients", "clients"), ("uptime_in_days", "uptime (days)"))
+        found = {label: str(info[key]) for key, label in fields if key in info}
+        return {"backend": f"Redis ({self.keys.namespace})", **found}
 
     def queue_page(self, queue: str, start: int, count: int) -> list[str]:
         """Up to `count` raw jobs of `queue` from position `start` (LRANGE)."""
