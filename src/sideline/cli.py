@@ -1,9 +1,10 @@
-"""The `sideline` command: demo, worker, status, batches, batch, enqueue."""
+"""The `sideline` command: demo, worker, web, status, batches, batch, enqueue."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import ipaddress
 import json
 import logging
 import os
@@ -11,9 +12,10 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Any
 
 import attrs
 
@@ -29,7 +31,7 @@ from sideline.runtime.worker import Worker
 from sideline.runtime.workflows import NodeInfo, RunInfo, status
 from sideline.supervisor import EXIT_RECYCLE, Supervisor
 
-__all__ = ["load_app", "main"]
+__all__ = ["is_loopback", "load_app", "main"]
 
 log = logging.getLogger("sideline.cli")
 
@@ -289,6 +291,52 @@ def _batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _load_callable(target: str) -> Callable[..., Any]:
+    module_name, _, attribute = target.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute, None)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r} for --auth: {exc}") from exc
+    if not callable(found):
+        raise ConfigurationError(f"--auth {target} is {found!r}, not a callable")
+    checked: Callable[..., Any] = found
+    return checked
+
+
+def _web(args: argparse.Namespace) -> int:
+    auth = _load_callable(args.auth) if args.auth else None
+    if not is_loopback(args.host) and auth is None and not args.insecure_no_auth:
+        raise ConfigurationError(
+            f"refusing to serve the dashboard on {args.host}, which other machines can reach, "
+            "without --auth module:callable (a function of the request that says who may "
+            "see it); use --host 127.0.0.1, or --insecure-no-auth if something in front of "
+            "it (a proxy, a VPN) already decides who gets in")
+    try:
+        import uvicorn  # noqa: PLC0415 (the web extra is optional)
+
+        from sideline.web import create_app  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the dashboard needs the web extra: pip install 'sideline[web]' ({exc})") from exc
+    app = _reading_app(args)
+    asgi = create_app(app, auth=auth, read_only=args.read_only,
+                      refresh_s=args.refresh_s, orphan_refresh_s=args.orphan_refresh_s)
+    log.info("dashboard on http://%s:%d%s", args.host, args.port,
+             " (read-only)" if args.read_only else "")
+    uvicorn.run(asgi, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def _enqueue(args: argparse.Namespace) -> int:
     app = load_app(args.app or WorkerSettings.resolve({}).app)
     try:
@@ -332,6 +380,26 @@ def _parser() -> argparse.ArgumentParser:
                         help="a worker process is replaced after this many jobs "
                         "(SIDELINE_MAX_JOBS_PER_CHILD, default 0: never)")
     worker.set_defaults(handler=_worker)
+
+    web = commands.add_parser("web", help="serve the web dashboard")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                     "127.0.0.1; any other needs --auth or --insecure-no-auth)")
+    web.add_argument("--port", type=_positive, default=7400, help="port (default 7400)")
+    web.add_argument("--auth", help="package.module:callable deciding, per request, who may "
+                     "see the dashboard")
+    web.add_argument("--insecure-no-auth", dest="insecure_no_auth", action="store_true",
+                     help="serve on a non-loopback address without --auth")
+    web.add_argument("--read-only", dest="read_only", action="store_true",
+                     help="hide every action (retry, delete, kill, quiet, stop, cancel)")
+    web.add_argument("--refresh", dest="refresh_s", type=float, default=5.0,
+                     help="seconds between live updates (default 5)")
+    web.add_argument("--orphan-refresh", dest="orphan_refresh_s", type=float, default=30.0,
+                     help="seconds between updates of the orphaned-jobs page (default 30)")
+    web.add_argument("--app", help="package.module:app (SIDELINE_APP); default: Redis at "
+                     "SIDELINE_REDIS_URL")
+    web.add_argument("--namespace", default="sideline",
+                     help="Redis key namespace when no app is given")
+    web.set_defaults(handler=_web)
 
     show = commands.add_parser("status", help="show a workflow run's node states")
     show.add_argument("run_id")
