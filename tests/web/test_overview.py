@@ -71,3 +71,18 @@ def test_the_dashboard_refreshes_itself_in_chromium(serve: Serve, page: Any,
     web_app.enqueue("hello", [3])
     page.wait_for_timeout(1_000)
     assert enqueued.inner_text() == "2"
+
+
+def test_busy_lists_a_live_worker_with_its_buttons(client: TestClient, web_app: App) -> None:
+    import time  # noqa: PLC0415
+
+    web_app.backend.heartbeat("host:1#abc", {"instance": "host:1", "host": "host", "pid": "1",
+                                             "concurrency": "4", "queues": "default"},
+                              60, time.time())
+    page = client.get("/busy")
+    assert page.status_code == 200
+    assert ">Quiet</button>" in page.text
+    quieted = client.post("/busy/signal", data={"worker": "host:1#abc", "action": "quiet",
+                                                "csrf": csrf_of(client)})
+    assert quieted.status_code == 200  # followed the redirect back to /busy
+    assert web_app.backend.worker_signal("host:1#abc") == "quiet"
