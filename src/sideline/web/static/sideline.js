@@ -13,8 +13,10 @@
     window.localStorage.setItem(KEY, toggle.checked ? "on" : "off");
   });
   document.addEventListener("submit", function (event) {
-    var form = event.target;
-    var question = form.getAttribute("data-confirm");
+    // the pressed button's own question wins over its form's
+    var button = event.submitter;
+    var question = (button && button.getAttribute("data-confirm")) ||
+      event.target.getAttribute("data-confirm");
     if (question && !window.confirm(question)) { event.preventDefault(); }
   });
   function busy() {
