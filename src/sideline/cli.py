@@ -1,4 +1,14 @@
-"""The `sideline` command: demo, worker, web, status, batches, batch, enqueue."""
+"""The `sideline` command: demo, worker, web, status, batches, batch, enqueue, and the
+operations commands over the admin API (`app.admin`): stats, queues, scheduled, retries,
+dead, workers, runs and orphans.
+
+Every reading command takes --app (or SIDELINE_APP; else Redis at SIDELINE_REDIS_URL in
+--namespace) and --json. Without --json it prints a table for people (aligned columns,
+times in UTC "YYYY-MM-DD HH:MM:SS", long arguments and errors cut); with it, one JSON
+document (an object or a list) for scripts. Exit codes: 0 done, 1 something the user
+named (a jid, a run, a batch) was not found or nothing matched, 2 a usage or
+configuration error.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +22,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -23,10 +33,14 @@ from sideline.adapters.memory import MemoryBackend
 from sideline.adapters.redis import RedisBackend
 from sideline.core.batch import Callback
 from sideline.core.errors import ConfigurationError, SidelineError
+from sideline.core.ports import SortedEntry
+from sideline.core.run import RunStatus
 from sideline.demo import run_demo
+from sideline.runtime.admin import Admin
 from sideline.runtime.app import App
 from sideline.runtime.batches import BatchStatus
 from sideline.runtime.config import WorkerSettings
+from sideline.runtime.orphans import Orphan
 from sideline.runtime.worker import Worker
 from sideline.runtime.workflows import NodeInfo, RunInfo, status
 from sideline.supervisor import EXIT_RECYCLE, Supervisor
@@ -291,6 +305,359 @@ def _batch(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- operations: stats, queues, the scheduled/retry/dead sets, workers, runs, orphans -----
+
+_CELL_ARGS = 40
+"""Table cells cut to this many characters: arguments..."""
+_CELL_ERROR = 60
+"""... errors ..."""
+_CELL_NAME = 32
+"""... and job names, queues and instances. Ids (jid, worker, run) are never cut: they are
+what the actions take."""
+_FLAT = str.maketrans("\r\n\t", "   ")
+
+
+def _utc(epoch_s: float | None) -> str:
+    """A time in a table: UTC "YYYY-MM-DD HH:MM:SS" ("-" for none)."""
+    if epoch_s is None:
+        return "-"
+    try:
+        return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError, OSError):
+        return "?"
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` on one line, cut to `limit` characters ("..." marks the cut)."""
+    flat = text.translate(_FLAT)
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
+
+
+def _duration(seconds: float) -> str:
+    """A span for people: "12.5 s", "4m 05s", "3h 02m", "2d 07h"."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {rest:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours:02d}h"
+
+
+def _error_text(error_class: str | None, message: str | None) -> str:
+    return ": ".join(part for part in (error_class, message) if part) or "-"
+
+
+def _call_text(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """A job's arguments as JSON (its keyword arguments after them, if any), cut."""
+    text = json.dumps(list(args), ensure_ascii=False)
+    if kwargs:
+        text += " " + json.dumps(dict(kwargs), ensure_ascii=False)
+    return _cut(text, _CELL_ARGS)
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]],
+                 right: Collection[int] = ()) -> None:
+    """Columns as wide as their widest cell, two spaces apart; the columns in `right`
+    (numbers) aligned right; no trailing blanks."""
+    widths = [max([len(title), *(len(row[i]) for row in rows)])
+              for i, title in enumerate(header)]
+    for row in (header, *rows):
+        cells = [cell.rjust(width) if i in right else cell.ljust(width)
+                 for i, (cell, width) in enumerate(zip(row, widths, strict=True))]
+        print("  ".join(cells).rstrip())
+
+
+_STAT_LABELS = (("processed", "processed"), ("failed", "failed"),
+                ("processed_today", "processed today"), ("failed_today", "failed today"),
+                ("enqueued", "enqueued"), ("scheduled", "scheduled"), ("retries", "retries"),
+                ("dead", "dead"), ("busy", "busy"), ("workers", "workers"),
+                ("queues", "queues"))
+
+
+def _stats(args: argparse.Namespace) -> int:
+    app = _reading_app(args)
+    try:
+        stats = app.admin.stats()
+        history = app.admin.history(args.days) if args.days else None
+    finally:
+        app.backend.close()
+    data: dict[str, Any] = attrs.asdict(stats)
+    days = [{"day": point.bucket, "processed": point.processed, "failed": point.failed}
+            for point in history or ()]
+    if args.json:
+        if history is not None:
+            data["history"] = days
+        print(json.dumps(data))
+        return 0
+    width = max(len(label) for _field, label in _STAT_LABELS)
+    digits = max(len(str(data[field])) for field, _label in _STAT_LABELS)
+    for field, label in _STAT_LABELS:
+        print(f"{label:<{width}}  {data[field]:>{digits}}")
+    if history is not None:
+        print()
+        _print_table(("day", "processed", "failed"),
+                     [(point.bucket, str(point.processed), str(point.failed))
+                      for point in history],
+                     right=(1, 2))
+    return 0
+
+
+def _queues(args: argparse.Namespace) -> int:
+    app = _reading_app(args)
+    try:
+        found = app.admin.queues()
+    finally:
+        app.backend.close()
+    if args.json:
+        print(json.dumps([attrs.asdict(queue) for queue in found]))
+        return 0
+    if not found:
+        print("(no queues)")
+        return 0
+    _print_table(("queue", "size", "latency"),
+                 [(queue.name, str(queue.size), _duration(queue.latency_s)) for queue in found],
+                 right=(1, 2))
+    return 0
+
+
+_SET_WORDS = {"scheduled": ("due", "scheduled set"), "retry": ("retry at", "retry set"),
+              "dead": ("died", "dead set")}
+"""Per set kind: what an entry's time is, and the set's name."""
+_VERBS = {"retry": "retried", "delete": "deleted", "kill": "killed"}
+_KEY_WINDOW = 500
+"""How many entries one read of --retry-all's pass over a set takes."""
+
+
+def _entry_json(entry: SortedEntry) -> dict[str, Any]:
+    """A set entry: its key (what --retry/--delete take), its time and its whole payload."""
+    data: dict[str, Any] = {"key": entry.key, "at": entry.at}
+    data.update(attrs.asdict(entry.payload))
+    return data
+
+
+def _entry_row(entry: SortedEntry) -> tuple[str, ...]:
+    payload = entry.payload
+    error = _error_text(payload.error_class, payload.error_message)
+    if error == "-" and payload.dead_reason:
+        error = f"({payload.dead_reason})"
+    return (_utc(entry.at), _cut(payload.name, _CELL_NAME), entry.key,
+            _cut(payload.queue, _CELL_NAME), str(payload.retry_count),
+            _call_text(payload.args, payload.kwargs), _cut(error, _CELL_ERROR))
+
+
+def _every_key(admin: Admin, kind: str, search: str | None) -> list[str]:
+    """The keys of every entry of set `kind` (matching `search`), read window by window
+    before anything is done to them."""
+    keys: list[str] = []
+    page = 1
+    while True:
+        found = admin.set_page(kind, page, _KEY_WINDOW, search)
+        keys += [entry.key for entry in found.entries]
+        if page * _KEY_WINDOW >= found.total:
+            return list(dict.fromkeys(keys))
+        page += 1
+
+
+def _apply(admin: Admin, kind: str, action: str, keys: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Do `action` to each key of set `kind` on its own; (done, not found)."""
+    done: list[str] = []
+    missing: list[str] = []
+    for key in dict.fromkeys(keys):
+        if action == "retry":
+            moved = admin.retry_now(kind, [key])
+        elif action == "delete":
+            moved = admin.delete(kind, [key])
+        else:
+            moved = admin.kill([key])
+        (done if moved else missing).append(key)
+    return done, missing
+
+
+def _report(args: argparse.Namespace, action: str, count: int, keys: Sequence[str],
+            missing: Sequence[str], *, where: str) -> int:
+    """Print what an action did ("retried 3", or its JSON); 1 when something named was
+    not found (said on standard error)."""
+    if args.json:
+        print(json.dumps({"action": action, "count": count, "keys": list(keys),
+                          "not_found": list(missing)}))
+    else:
+        print(f"{_VERBS[action]} {count}")
+    if missing:
+        print(f"sideline: error: not found in the {where}: {', '.join(missing)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _set_action(args: argparse.Namespace) -> tuple[str, list[str]] | None:
+    """The action asked for (retry, delete or kill) and the keys it names."""
+    for action in ("retry", "delete", "kill"):
+        keys = getattr(args, action, None)
+        if keys:
+            return action, list(keys)
+    return ("retry", []) if args.retry_all else None
+
+
+def _set(args: argparse.Namespace) -> int:
+    """`sideline scheduled|retries|dead`: a page of the set, or an action on it."""
+    kind: str = args.kind
+    when, where = _SET_WORDS[kind]
+    app = _reading_app(args)
+    try:
+        asked = _set_action(args)
+        if asked is not None:
+            return _set_act(args, app.admin, kind, *asked)
+        window = app.admin.set_page(kind, args.page, args.per_page, args.search)
+    finally:
+        app.backend.close()
+    if args.json:
+        print(json.dumps({"kind": kind, "total": window.total, "page": window.page,
+                          "per_page": window.per_page, "search": args.search,
+                          "entries": [_entry_json(entry) for entry in window.entries]}))
+        return 0
+    if window.entries:
+        _print_table((when, "job", "jid", "queue", "retries", "args", "error"),
+                     [_entry_row(entry) for entry in window.entries], right=(4,))
+    pages = max(1, -(-window.total // window.per_page))
+    matched = (f"; {len(window.entries)} on this page match {args.search!r}"
+               if args.search else "")
+    print(f"(page {window.page} of {pages}, {window.total} in the {where}{matched})")
+    return 0
+
+
+def _set_act(args: argparse.Namespace, admin: Admin, kind: str, action: str,
+             keys: list[str]) -> int:
+    """--retry/--delete/--kill the named keys, or --retry-all (matching --search)."""
+    where = _SET_WORDS[kind][1]
+    if args.retry_all:
+        keys = _every_key(admin, kind, args.search)
+    done, missing = _apply(admin, kind, action, keys)
+    code = _report(args, action, len(done), done, missing, where=where)
+    if args.retry_all and args.search and not keys:
+        print(f"sideline: error: no entry of the {where} matches {args.search!r}",
+              file=sys.stderr)
+        return 1
+    return code
+
+
+def _workers(args: argparse.Namespace) -> int:
+    app = _reading_app(args)
+    try:
+        found = app.admin.workers()
+    finally:
+        app.backend.close()
+    if args.json:
+        print(json.dumps([attrs.asdict(worker) for worker in found]))
+        return 0
+    if not found:
+        print("(no worker is registered)")
+        return 0
+    _print_table(
+        ("worker", "state", "host", "pid", "started", "threads", "queues", "busy", "signal"),
+        [(worker.worker_id, "alive" if worker.alive else "dead", worker.host or "-",
+          str(worker.pid or "-"), _utc(worker.started_at), str(worker.concurrency),
+          _cut(",".join(worker.queues) or "-", _CELL_NAME), str(worker.busy),
+          worker.signal or "-") for worker in found],
+        right=(3, 5, 7))
+    return 0
+
+
+def _run_json(info: RunInfo) -> dict[str, Any]:
+    return {"run_id": info.run_id, "status": str(info.status), "created_at": info.created_at,
+            "updated_at": info.updated_at, "finished_at": info.finished_at,
+            "compacted": info.compacted, "counts": info.counts(),
+            "failed": [attrs.asdict(dead) for dead in info.failed]}
+
+
+def _runs(args: argparse.Namespace) -> int:
+    app = _reading_app(args)
+    try:
+        found = app.admin.runs(args.status, args.page, args.per_page)
+    finally:
+        app.backend.close()
+    if args.json:
+        print(json.dumps([_run_json(info) for info in found]))
+        return 0
+    if not found:
+        which = f"{args.status} runs" if args.status else "runs"
+        print(f"(no {which} on page {args.page})")
+        return 0
+    _print_table(("run", "status", "created", "finished", "nodes"),
+                 [(info.run_id, str(info.status), _utc(info.created_at), _utc(info.finished_at),
+                   " ".join(f"{state}={count}" for state, count in info.counts().items()) or "-")
+                  for info in found])
+    return 0
+
+
+def _orphan_json(orphan: Orphan, now: float) -> dict[str, Any]:
+    payload = orphan.payload
+    return {"jid": orphan.jid, "name": payload.name if payload else None,
+            "queue": orphan.delivery.queue, "worker_id": orphan.worker_id,
+            "instance": orphan.instance, "orphaned_at": orphan.orphaned_at,
+            "orphaned_for_s": max(0.0, now - orphan.orphaned_at),
+            "prefetched": orphan.delivery.prefetched,
+            "args": payload.args if payload else None,
+            "kwargs": payload.kwargs if payload else None,
+            "error_class": payload.error_class if payload else None,
+            "error_message": payload.error_message if payload else None,
+            "unreadable": orphan.error, "raw": None if payload else orphan.delivery.raw}
+
+
+def _orphan_row(orphan: Orphan, now: float) -> tuple[str, ...]:
+    payload = orphan.payload
+    if payload is None:
+        job, error = "(unreadable)", f"unreadable: {orphan.error}"
+        call = _cut(orphan.delivery.raw, _CELL_ARGS)
+    else:
+        job = payload.name + (" (prefetched)" if orphan.delivery.prefetched else "")
+        call = _call_text(payload.args, payload.kwargs)
+        error = _error_text(payload.error_class, payload.error_message)
+    return (orphan.jid or "-", _cut(job, _CELL_NAME), _cut(orphan.delivery.queue, _CELL_NAME),
+            _cut(orphan.instance, _CELL_NAME), _utc(orphan.orphaned_at),
+            _duration(now - orphan.orphaned_at), call, _cut(error, _CELL_ERROR))
+
+
+def _orphans(args: argparse.Namespace) -> int:
+    app = _reading_app(args)
+    try:
+        found = app.admin.orphans()
+        if args.retry_all or args.retry or args.delete:
+            return _orphans_act(args, app.admin, found)
+        now = app.clock.now()
+    finally:
+        app.backend.close()
+    if args.json:
+        print(json.dumps([_orphan_json(orphan, now) for orphan in found]))
+        return 0
+    if not found:
+        print("(no job is held by a dead worker)")
+        return 0
+    _print_table(("jid", "job", "queue", "instance", "orphaned since", "for", "args", "error"),
+                 [_orphan_row(orphan, now) for orphan in found], right=(5,))
+    return 0
+
+
+def _orphans_act(args: argparse.Namespace, admin: Admin, found: Sequence[Orphan]) -> int:
+    """--retry-all, or --retry/--delete the orphans of the named jids (every orphan of a
+    jid: a jid may be held twice)."""
+    action = "delete" if args.delete else "retry"
+    named = list(dict.fromkeys(args.delete or args.retry or ()))
+    selected = list(found) if args.retry_all else [o for o in found if o.jid in named]
+    held = {o.jid for o in selected}
+    missing = [jid for jid in named if jid not in held]
+    count = 0
+    if selected:
+        count = (admin.retry_orphans(selected) if action == "retry"
+                 else admin.delete_orphans(selected))
+    jids = list(dict.fromkeys(o.jid for o in selected if o.jid is not None))
+    return _report(args, action, count, jids, missing, where="jobs held by dead workers")
+
+
 def is_loopback(host: str) -> bool:
     """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
@@ -422,6 +789,8 @@ def _parser() -> argparse.ArgumentParser:
     _reading_options(one)
     one.set_defaults(handler=_batch)
 
+    _ops_parsers(commands)
+
     push = commands.add_parser("enqueue", help="push a job by name")
     push.add_argument("name")
     push.add_argument("args", nargs="?", default="[]", help="JSON list of arguments")
@@ -429,6 +798,75 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--queue", help="override the job's queue")
     push.set_defaults(handler=_enqueue)
     return parser
+
+
+def _paging(command: argparse.ArgumentParser, what: str, per_page: int = 25) -> None:
+    command.add_argument("--page", type=_positive, default=1, help="1-based page (default 1)")
+    command.add_argument("--per-page", dest="per_page", type=_positive, default=per_page,
+                         help=f"{what} per page (default {per_page})")
+
+
+def _set_parser(commands: Any, name: str, kind: str, help_text: str, *,
+                kill: bool = False) -> None:
+    """`scheduled`, `retries` or `dead`: a page of the set, or one action on it."""
+    command = commands.add_parser(name, help=help_text)
+    _paging(command, "entries")
+    command.add_argument("--search", metavar="TEXT",
+                         help="only entries whose jid, key or job name contains TEXT "
+                         "(within the page; with --retry-all, within the whole set)")
+    actions = command.add_mutually_exclusive_group()
+    actions.add_argument("--retry", action="append", metavar="JID",
+                         help="push this entry to its queue now (repeatable)")
+    actions.add_argument("--delete", action="append", metavar="JID",
+                         help="delete this entry for good (repeatable)")
+    if kill:
+        actions.add_argument("--kill", action="append", metavar="JID",
+                             help="move this entry to the dead set now (repeatable)")
+    actions.add_argument("--retry-all", dest="retry_all", action="store_true",
+                         help="push every entry (matching --search) to its queue now")
+    _reading_options(command)
+    command.set_defaults(handler=_set, kind=kind, kill=None)
+
+
+def _ops_parsers(commands: Any) -> None:
+    """The operations commands over the admin API."""
+    stats = commands.add_parser("stats", help="totals, today's counts, sizes, workers")
+    stats.add_argument("--days", type=_positive, metavar="N",
+                       help="add processed and failed per UTC day for the last N days")
+    _reading_options(stats)
+    stats.set_defaults(handler=_stats)
+
+    queues = commands.add_parser("queues", help="every queue with its size and latency")
+    _reading_options(queues)
+    queues.set_defaults(handler=_queues)
+
+    _set_parser(commands, "scheduled", "scheduled", "list scheduled jobs, or enqueue/delete them")
+    _set_parser(commands, "retries", "retry", "list jobs waiting to be retried, or retry, "
+                "delete or kill them", kill=True)
+    _set_parser(commands, "dead", "dead", "list dead jobs, or retry/delete them")
+
+    workers = commands.add_parser("workers", help="registered workers, alive or dead")
+    _reading_options(workers)
+    workers.set_defaults(handler=_workers)
+
+    runs = commands.add_parser("runs", help="the newest workflow runs")
+    runs.add_argument("--status", choices=[str(state) for state in RunStatus],
+                      help="only runs in this status")
+    _paging(runs, "runs")
+    _reading_options(runs)
+    runs.set_defaults(handler=_runs)
+
+    orphans = commands.add_parser("orphans", help="jobs held by dead workers; retry or "
+                                  "delete them")
+    actions = orphans.add_mutually_exclusive_group()
+    actions.add_argument("--retry-all", dest="retry_all", action="store_true",
+                         help="move every orphan back to the head of its queue")
+    actions.add_argument("--retry", action="append", metavar="JID",
+                         help="move this job back to its queue (repeatable)")
+    actions.add_argument("--delete", action="append", metavar="JID",
+                         help="drop this job for good (repeatable)")
+    _reading_options(orphans)
+    orphans.set_defaults(handler=_orphans)
 
 
 def _positive(text: str) -> int:
