@@ -117,3 +117,20 @@ def test_the_batch_benchmark_runs() -> None:
     assert summary["plain_rate"] > 0
     assert summary["batch_rate"] > 0
     assert summary["callback_ms"] is not None
+
+
+@pytest.mark.redis
+def test_the_dashboard_benchmark_runs() -> None:
+    require_redis()
+    command = [sys.executable, str(ROOT / "benchmarks" / "dashboard.py"), "--entries", "200",
+               "--repeat", "2", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
+                            cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "error"}, check=False)
+    assert result.returncode == 0, f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert [line["path"] for line in lines] == [
+        "/dead?page=1", "/dead?page=4", "/dead?page=8", "/dead/entry/bench-000100", "/",
+        "/queues"]
+    assert all(line["status"] == 200 and line["entries"] == 200 for line in lines)
+    assert all(0 < line["min_ms"] <= line["median_ms"] <= line["max_ms"] for line in lines)
+    assert "deleted bench-dashboard-" in result.stderr  # its namespace is gone
