@@ -86,3 +86,16 @@ def test_busy_lists_a_live_worker_with_its_buttons(client: TestClient, web_app: 
                                                 "csrf": csrf_of(client)})
     assert quieted.status_code == 200  # followed the redirect back to /busy
     assert web_app.backend.worker_signal("host:1#abc") == "quiet"
+
+
+def test_links_and_redirects_never_carry_the_host_header(client: TestClient) -> None:
+    page = client.get("/", headers={"host": "evil.example"})
+    assert "evil.example" not in page.text
+    moved = client.post("/busy/signal", data={"worker": "w", "csrf": csrf_of(client)},
+                        headers={"host": "evil.example"}, follow_redirects=False)
+    assert moved.headers["location"] == "/busy"
+
+
+def test_a_bad_days_parameter_is_ignored(client: TestClient) -> None:
+    assert client.get("/?days=x").status_code == 200
+    assert client.get("/?days=1e3").status_code == 200

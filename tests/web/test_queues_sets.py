@@ -73,7 +73,7 @@ def test_the_queues_page_lists_each_queue_with_size_and_latency(client: TestClie
     web_app.enqueue("hello", [3], queue="mail")
     page = client.get("/queues")
     assert page.status_code == 200
-    assert 'href="http://testserver/queues/mail">mail</a>' in page.text
+    assert 'href="/queues/mail">mail</a>' in page.text
     row = page.text.split('data-queue="mail"', 1)[1].split("</tr>", 1)[0]
     assert '<td class="num">2</td>' in row
     assert re.search(r'<td class="num">\d+\.\d{3} s</td>', row)
@@ -85,7 +85,7 @@ def test_a_queue_is_paged_from_its_head(client: TestClient, web_app: App) -> Non
     first = client.get("/queues/default")
     assert _rows(first.text) == jids[:25]
     assert "page 1 of 2 (30 in all)" in first.text
-    assert '<a href="http://testserver/queues/default?page=2" rel="next">' in first.text
+    assert '<a href="/queues/default?page=2" rel="next">' in first.text
     second = client.get("/queues/default?page=2")
     assert _rows(second.text) == jids[25:]
     assert _rows(client.get("/queues/default?page=9").text) == jids[25:]  # past the end
@@ -108,14 +108,14 @@ def test_delete_a_queued_job_and_clear_a_queue(client: TestClient, web_app: App)
     jids = [web_app.enqueue("hello", [i]) for i in range(30)]
     deleted = _post(client, "/queues/default/delete", jid=jids[26], page="2")
     assert deleted.status_code == 303
-    assert deleted.headers["location"].startswith("http://testserver/queues/default?page=2&done=")
+    assert deleted.headers["location"].startswith("/queues/default?page=2&done=")
     assert [job.jid for job in web_app.admin.queue_jobs("default", 2).jobs] == jids[25:26] + jids[27:]
     again = _post(client, "/queues/default/delete", jid=jids[26])
     assert "no+longer" in again.headers["location"]
     assert "no longer in the queue" in client.get(again.headers["location"]).text
     cleared = _post(client, "/queues/default/clear")
     assert cleared.status_code == 303
-    assert cleared.headers["location"] == "http://testserver/queues?done=cleared+29+jobs+from+default"
+    assert cleared.headers["location"] == "/queues?done=cleared+29+jobs+from+default"
     assert web_app.admin.queue_jobs("default").total == 0
     assert "cleared 29 jobs from default" in client.get(cleared.headers["location"]).text
 
@@ -153,7 +153,7 @@ def test_a_set_is_paged_25_at_a_time(client: TestClient, web_app: App) -> None:
     assert "page 1 of 2 (30 in all)" in first.text
     second = client.get("/dead?page=2")
     assert _rows(second.text) == keys[25:]
-    assert '<a href="http://testserver/dead?page=1" rel="prev">' in second.text
+    assert '<a href="/dead?page=1" rel="prev">' in second.text
     assert _rows(client.get("/dead?page=99").text) == keys[25:]  # past the end: the last page
 
 
@@ -183,7 +183,7 @@ def test_an_entry_page_shows_everything(client: TestClient, web_app: App) -> Non
     assert 'class="backtrace"' in text
     assert "raise ValueError" in text
     assert "<dt>Retries</dt><dd>1 of 1</dd>" in text
-    assert 'href="http://testserver/dead?page=1"' in text
+    assert 'href="/dead?page=1"' in text
     missing = client.get("/dead/entry/nope")
     assert missing.status_code == 404
     assert "no longer in the dead set" in missing.text
@@ -197,11 +197,11 @@ def test_retry_delete_and_kill_one_entry(client: TestClient, web_app: App) -> No
     dead = _dead(web_app, 2)
     retried = _post(client, "/dead/action", key=dead[0], action="retry", page="1", q="")
     assert retried.status_code == 303
-    assert retried.headers["location"] == "http://testserver/dead?done=1+retried"
+    assert retried.headers["location"] == "/dead?done=1+retried"
     assert [entry.key for entry in web_app.admin.dead().entries] == dead[1:]
     assert web_app.admin.queue_jobs("default").jobs[0].jid == dead[0]
     deleted = _post(client, "/dead/action", key=dead[1], action="delete", page="2", q="fa")
-    assert deleted.headers["location"] == "http://testserver/dead?page=2&q=fa&done=1+deleted"
+    assert deleted.headers["location"] == "/dead?page=2&q=fa&done=1+deleted"
     assert web_app.admin.dead().total == 0
     gone = _post(client, "/dead/action", key=dead[1], action="delete")
     assert gone.headers["location"].endswith("done=0+deleted+%281+no+longer+there%29")
@@ -209,7 +209,7 @@ def test_retry_delete_and_kill_one_entry(client: TestClient, web_app: App) -> No
     web_app.admin.clear_queue("default")
     retries = _retries(web_app, 3)
     killed = _post(client, "/retries/action", key=retries[0], action="kill")
-    assert killed.headers["location"] == "http://testserver/retries?done=1+killed"
+    assert killed.headers["location"] == "/retries?done=1+killed"
     assert [entry.key for entry in web_app.admin.retries().entries] == retries[1:]
     assert web_app.admin.find("dead", retries[0]).payload.dead_reason == "killed"  # type: ignore[union-attr]
     assert _post(client, "/retries/action", key=retries[1], action="retry").status_code == 303
@@ -233,22 +233,22 @@ def test_retry_delete_and_kill_many(client: TestClient, web_app: App) -> None:
     many = client.post("/dead/action", data={"csrf": csrf_of(client), "action": "retry",
                                              "key": dead[:2], "page": "1"},
                        follow_redirects=False)
-    assert many.headers["location"] == "http://testserver/dead?done=2+retried"
+    assert many.headers["location"] == "/dead?done=2+retried"
     assert [entry.key for entry in web_app.admin.dead().entries] == dead[2:]
     # "select all on this page": every key of the page (with or without ticked rows)
     everything = client.post("/dead/action", data={
         "csrf": csrf_of(client), "action": "delete", "all": "1", "page_key": dead[2:],
         "key": dead[2:3]}, follow_redirects=False)
-    assert everything.headers["location"] == "http://testserver/dead?done=3+deleted"
+    assert everything.headers["location"] == "/dead?done=3+deleted"
     assert web_app.admin.dead().total == 0
     nothing = _post(client, "/dead/action", action="delete")
-    assert nothing.headers["location"] == "http://testserver/dead?done=nothing+was+selected"
+    assert nothing.headers["location"] == "/dead?done=nothing+was+selected"
 
     web_app.admin.clear_queue("default")
     retries = _retries(web_app, 4)
     killed = client.post("/retries/action", data={"csrf": csrf_of(client), "action": "kill",
                                                   "key": retries[:3]}, follow_redirects=False)
-    assert killed.headers["location"] == "http://testserver/retries?done=3+killed"
+    assert killed.headers["location"] == "/retries?done=3+killed"
     assert {entry.key for entry in web_app.admin.dead().entries} == set(retries[:3])
     assert [entry.key for entry in web_app.admin.retries().entries] == retries[3:]
     shown = client.get(killed.headers["location"]).text

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import jinja2
 from starlette.applications import Starlette
-from starlette.datastructures import FormData
+from starlette.datastructures import URL, FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -25,7 +25,8 @@ from starlette.templating import Jinja2Templates
 
 from sideline.runtime.app import App
 
-__all__ = ["Auth", "Dashboard", "checked_form", "create_app", "dashboard", "redirect", "render"]
+__all__ = ["Auth", "Dashboard", "checked_form", "create_app", "dashboard", "local_url", "redirect",
+           "render"]
 
 Auth = Callable[[Request], "bool | Awaitable[bool]"]
 """Decides whether a request may see the dashboard (True) or gets 403."""
@@ -82,9 +83,22 @@ async def checked_form(request: Request) -> FormData:
     return form
 
 
+def local_url(url: URL) -> str:
+    """`url` without scheme and host: links and redirects never trust the Host header
+    (and keep working behind a proxy that terminates TLS)."""
+    return url.path + (f"?{url.query}" if url.query else "")
+
+
 def redirect(request: Request, name: str, **params: Any) -> RedirectResponse:
     """303 to the page `name` (after a POST)."""
-    return RedirectResponse(str(request.url_for(name, **params)), status_code=303)
+    return RedirectResponse(local_url(request.url_for(name, **params)), status_code=303)
+
+
+@jinja2.pass_context
+def _url_for(context: Mapping[str, Any], name: str, /, **params: Any) -> str:
+    """Templates' url_for: the path of the route `name` (mount path included), no host."""
+    request: Request = context["request"]
+    return request.url_for(name, **params).path
 
 
 class _Guard(BaseHTTPMiddleware):
@@ -153,6 +167,7 @@ def _templates() -> Jinja2Templates:
                                      autoescape=True, undefined=jinja2.StrictUndefined)
     environment.filters.update(ago=_ago, when=_when, json=_json, preview=_preview,
                                number=_number)
+    environment.globals["url_for"] = _url_for
     return Jinja2Templates(env=environment)
 
 

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from sideline.web._app import checked_form, dashboard, render
+from sideline.web._app import checked_form, dashboard, local_url, render
 
 __all__ = ["ROUTES"]
 
@@ -49,7 +49,7 @@ async def invalidate(request: Request) -> Response:
     done = dashboard(request).app.admin.invalidate_batch(bid)
     url = request.url_for("batch", bid=bid).include_query_params(
         note="invalidated" if done else "gone")
-    return RedirectResponse(str(url), status_code=303)
+    return RedirectResponse(local_url(url), status_code=303)
 
 
 ROUTES = [

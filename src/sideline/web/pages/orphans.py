@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from sideline.runtime.orphans import Orphan
-from sideline.web._app import checked_form, dashboard, render
+from sideline.web._app import checked_form, dashboard, local_url, render
 
 __all__ = ["ROUTES", "orphan_key"]
 
@@ -65,7 +65,7 @@ async def act(request: Request) -> Response:
     else:
         count = admin.delete_orphans(selected)
     url = request.url_for("orphans").include_query_params(done=action, count=count)
-    return RedirectResponse(str(url), status_code=303)
+    return RedirectResponse(local_url(url), status_code=303)
 
 
 ROUTES = [

@@ -14,7 +14,8 @@ __all__ = ["ROUTES"]
 
 async def home(request: Request) -> Response:
     admin = dashboard(request).app.admin
-    days = int(request.query_params.get("days", "30") or 30)
+    days_text = request.query_params.get("days", "30")
+    days = int(days_text) if days_text.isdigit() else 30
     return render(request, "dashboard.html", {
         "stats": admin.stats(), "minutes": list(reversed(admin.history_minutes(60))),
         "days": list(reversed(admin.history(max(1, min(days, 180))))),

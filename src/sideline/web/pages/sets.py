@@ -22,7 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from sideline.core.admin import SetPage
-from sideline.web._app import checked_form, dashboard, render
+from sideline.web._app import checked_form, dashboard, local_url, render
 
 __all__ = ["PER_PAGE", "ROUTES", "SETS", "SetKind"]
 
@@ -100,7 +100,7 @@ def back_to(request: Request, name: str, path: dict[str, Any] | None = None,
     url = request.url_for(name, **(path or {}))
     kept = {key: value for key, value in query.items()
             if value not in (None, "") and not (key == "page" and str(value) == "1")}
-    return RedirectResponse(str(url.include_query_params(**kept) if kept else url), 303)
+    return RedirectResponse(local_url(url.include_query_params(**kept) if kept else url), 303)
 
 
 def _kind_of(request: Request) -> SetKind:

@@ -13,7 +13,7 @@ from sideline.core.run import NodeStatus, RunStatus
 from sideline.runtime.admin import Admin
 from sideline.runtime.workflows import RunInfo
 from sideline.web import graph
-from sideline.web._app import checked_form, dashboard, render
+from sideline.web._app import checked_form, dashboard, local_url, render
 
 __all__ = ["ROUTES"]
 
@@ -80,7 +80,7 @@ async def workflow(request: Request) -> Response:
 
 def _back(request: Request, run_id: str, note: str) -> RedirectResponse:
     url = request.url_for("workflow", run_id=run_id).include_query_params(note=note)
-    return RedirectResponse(str(url), status_code=303)
+    return RedirectResponse(local_url(url), status_code=303)
 
 
 async def cancel(request: Request) -> Response:
