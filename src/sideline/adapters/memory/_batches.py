@@ -121,8 +121,8 @@ class BatchOps:
         self._batches[spec.bid] = _Batch(
             BatchState(spec.bid, spec.description, spec.parent, now), spec, now + spec.ttl_s)
         self._batch_index[spec.bid] = now
-        if len(self._batch_index) > BATCH_INDEX_SIZE:
-            del self._batch_index[min(self._batch_index, key=self._batch_index.__getitem__)]
+        if len(self._batch_index) > BATCH_INDEX_SIZE:  # the oldest (as ZREMRANGEBYRANK)
+            del self._batch_index[min(self._batch_index, key=self._batch_order)]
         if spec.parent is not None:
             add_child(self._batches[spec.parent].state, spec.bid)
 
@@ -138,8 +138,9 @@ class BatchOps:
                 batch.expires_at = now + batch.spec.linger_s
             self._fire_node(batch, callback, now)
             parent = batch.state.parent
-            if parent is not None and parent in self._batches:
-                self._fire(parent, child_fired(self._batches[parent].state, callback, now), now)
+            above = None if parent is None else self._live_batch(parent, now)
+            if above is not None:  # an expired parent is gone: it fires nothing
+                self._fire(above.state.bid, child_fired(above.state, callback, now), now)
 
     def _fire_node(self, batch: _Batch, callback: Callback, now: float) -> None:
         """A batch a waiting step opened: its success may complete the step, a death
@@ -190,9 +191,14 @@ class BatchOps:
     def recent_batches(self, start: int, count: int, now: float) -> list[BatchView]:
         """Batches newest first, skipping expired ones."""
         with self._op("recent_batches"):
-            newest = sorted(self._batch_index, key=lambda b: (-self._batch_index[b], b))
+            newest = sorted(self._batch_index, key=self._batch_order, reverse=True)
             live = [b for b in (self._live_batch(bid, now) for bid in newest) if b is not None]
             return [_view(batch) for batch in live[start:start + count]]
+
+    def _batch_order(self, bid: str) -> tuple[float, str]:
+        """Order of the batches index: by created_at, then bid (as a Redis sorted set, so
+        batches created together list in the same order on every backend)."""
+        return self._batch_index[bid], bid
 
     def invalidate_batch(self, bid: str, now: float) -> bool:
         """Mark a batch invalid; False if unknown."""

@@ -21,6 +21,9 @@ from sideline.core.payload import decode, encode
 
 __all__ = ["BatchOps"]
 
+_INDEX_CHUNK = 500
+"""How many index entries recent_batches reads per round trip (while skipping to start)."""
+
 
 class BatchOps(RedisBase):
     """Batches: created with their jobs in one script, read in one MULTI/EXEC."""
@@ -51,13 +54,16 @@ class BatchOps(RedisBase):
         return self._read_batches([bid], now, "get_batch")[0]
 
     def recent_batches(self, start: int, count: int, now: float) -> list[BatchView]:
-        """Batches newest first; entries of batches that are gone are dropped (ZREM)."""
+        """Batches newest first, skipping expired ones: `start` counts live batches (as
+        the memory backend's does), so an expired batch never shifts a page; the index
+        entries of batches that are gone are dropped (ZREM) as they are met."""
         index = self.keys("batches")
         found: list[BatchView] = []
-        position = start
+        position, skip = 0, max(start, 0)
         while len(found) < count:
+            want = min(skip + count - len(found), _INDEX_CHUNK)
             with translate("recent_batches"):
-                bids = self.client.zrevrange(index, position, position + count - len(found) - 1)
+                bids = self.client.zrevrange(index, position, position + want - 1)
             if not bids:
                 break
             views = self._read_batches(bids, now, "recent_batches")
@@ -65,8 +71,10 @@ class BatchOps(RedisBase):
             if gone:
                 with translate("recent_batches"):
                     self.client.zrem(index, *gone)
-            found.extend(view for view in views if view is not None)
             position += len(bids) - len(gone)
+            live = [view for view in views if view is not None]
+            found.extend(live[skip:][:count - len(found)])
+            skip = max(skip - len(live), 0)
         return found
 
     def invalidate_batch(self, bid: str, now: float) -> bool:
