@@ -16,6 +16,7 @@ from typing import Any
 
 from sideline import App, current_job
 from sideline.adapters.redis import RedisBackend
+from tests.redis.apps import lazy_app
 
 __all__ = ["build_app", "events_key"]
 
@@ -53,10 +54,4 @@ def build_app(namespace: str) -> App:
     return app
 
 
-def __getattr__(name: str) -> Any:
-    # `app` is built on first use, from the environment of `sideline worker --app`.
-    if name == "app":
-        built = build_app(os.environ.get("SIDELINE_NAMESPACE") or "sideline-tests")
-        globals()["app"] = built
-        return built
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app(build_app, globals())

@@ -18,6 +18,7 @@ from typing import Any
 
 from sideline import App, JobContext
 from sideline.adapters.redis import RedisBackend
+from tests.redis.apps import lazy_app
 
 __all__ = ["build_app", "events_key"]
 
@@ -59,11 +60,4 @@ def build_app(namespace: str, url: str | None = None) -> App:
     return app
 
 
-def __getattr__(name: str) -> Any:
-    # `app` is built on first use, so importing this module (as the tests do, for
-    # build_app) opens nothing; `sideline worker --app ...:app` builds it from the env.
-    if name == "app":
-        built = build_app(os.environ.get("SIDELINE_NAMESPACE") or "sideline-tests")
-        globals()["app"] = built
-        return built
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app(build_app, globals())

@@ -3,15 +3,14 @@ trying to record them while Redis is away (so an outage never fails the job itse
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from typing import Any
 
 import redis
 
 from sideline import App
 from sideline.adapters.redis import RedisBackend, redis_url
+from tests.redis.apps import lazy_app
 
 __all__ = ["EVENTS", "build_app"]
 
@@ -49,9 +48,4 @@ def build_app(namespace: str) -> App:
     return app
 
 
-def __getattr__(name: str) -> Any:
-    if name == "app":
-        built = build_app(os.environ.get("SIDELINE_NAMESPACE") or "sideline-tests")
-        globals()["app"] = built
-        return built
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app(build_app, globals())

@@ -8,13 +8,13 @@ namespace, so the test process can see what the worker process did.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import attrs
 
 from sideline import App, Chain
 from sideline.adapters.redis import RedisBackend
+from tests.redis.apps import lazy_app
 
 __all__ = ["EnrichAndIndex", "build_app", "indexed_key"]
 
@@ -80,10 +80,4 @@ def build_app(namespace: str) -> App:
     return app
 
 
-def __getattr__(name: str) -> Any:
-    # Built on first use from SIDELINE_NAMESPACE, like jobs_app.
-    if name == "app":
-        built = build_app(os.environ.get("SIDELINE_NAMESPACE") or "sideline-tests")
-        globals()["app"] = built
-        return built
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app(build_app, globals())

@@ -20,12 +20,12 @@ declare them on its own `App(redis_ns)` and push with the same names:
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 from sideline import App
 from sideline.adapters.redis import RedisBackend
+from tests.redis.apps import lazy_app
 
 __all__ = ["CHARGE_RETRY_IN_S", "UNSERVED_QUEUE", "build_app", "declare", "done_key", "flaky_key"]
 
@@ -90,11 +90,4 @@ def build_app(namespace: str, url: str | None = None) -> App:
     return declare(App(RedisBackend.from_url(url, namespace=namespace)))
 
 
-def __getattr__(name: str) -> Any:
-    # `app` is built on first use, so importing this module opens nothing;
-    # `sideline worker --app tests.redis.apps.web_app:app` builds it from the environment.
-    if name == "app":
-        built = build_app(os.environ.get("SIDELINE_NAMESPACE") or "sideline-tests")
-        globals()["app"] = built
-        return built
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app(build_app, globals())
