@@ -1,10 +1,11 @@
 """Multi-step workflows from batches: Sidekiq's order fulfilment, then dynamic fan-out.
 
-1. Callbacks and nesting. The batch "Order 42: fulfilment" charges the card; its success
-   callback starts step 2, the batch "Order 42: pick and pack" of one `pick` job per item.
-   Each `pick` adds a child batch to its own batch ("Pack <item>": pack and label), so
-   step 2 succeeds only once every item is picked, packed and labelled. Its success
-   callback `ship` runs exactly once, last.
+1. Sidekiq Pro's recipe. The batch "Order 42" holds the whole fulfilment; its success
+   callback `ship` runs exactly once, last. Step 1, a child batch, charges the card; its
+   success callback (a member of "Order 42", as a child's callbacks are) re-opens
+   "Order 42" and adds step 2 as a new child: one `pick` job per item. Each `pick` adds
+   a child batch to its own batch ("Pack <item>": pack and label). "Order 42" succeeds
+   only once every step and every callback has run.
 2. Dynamic fan-out. In `Workflow(Chain(find_orders, fulfil_all, notify))`, `fulfil_all`
    opens a batch over the order ids `find_orders` found (unknown when the workflow was
    built); `notify` waits until every job of that batch succeeded.
@@ -25,7 +26,7 @@ from sideline import App, Chain, RunStatus, Workflow, current_job
 app = App(testing="collect")
 events: list[str] = []
 
-# -- 1. Order fulfilment: a success callback starts the next step ----------------------
+# -- 1. Order fulfilment: each step's callback adds the next step to the overall batch --
 
 
 @app.job(name="orders.charge")
@@ -36,13 +37,18 @@ def charge(order_id: int) -> None:
 
 @app.job(name="orders.start_picking")
 def start_picking(bid: str, order_id: int, items: list[str]) -> None:
-    """Step 1's success callback: open step 2, whose own success callback ships."""
+    """Step 1's success callback: add step 2 to the overall batch (step 1's parent)."""
     events.append(f"step 1 done: pick {len(items)} items")
-    step2 = app.batch(f"Order {order_id}: pick and pack")
-    step2.on("success", ship.s(order_id))
-    with step2.jobs():
-        for item in items:
-            pick.enqueue(item)
+    step1 = current_job().batch
+    assert step1 is not None
+    assert step1.bid == bid
+    parent = step1.status().parent
+    assert parent is not None
+    with app.open_batch(parent).jobs():  # accepted: this callback is one of its jobs
+        step2 = app.batch(f"Order {order_id}: pick and pack")
+        with step2.jobs():
+            for item in items:
+                pick.enqueue(item)
 
 
 @app.job(name="orders.pick")
@@ -72,17 +78,19 @@ def label(item: str) -> None:
 
 @app.job(name="orders.ship")
 def ship(bid: str, order_id: int) -> None:
-    """Step 2's success callback: every item is picked, packed and labelled."""
+    """The overall batch's success callback: every step and callback has run."""
     events.append(f"ship {order_id}")
 
 
 def fulfil_order(order_id: int, items: list[str]) -> str:
-    """Start the fulfilment of one order; return the bid of its first step."""
-    step1 = app.batch(f"Order {order_id}: fulfilment")
-    step1.on("success", start_picking.s(order_id, items))
-    with step1.jobs():
-        charge.enqueue(order_id)
-    return step1.bid
+    """Start the fulfilment of one order; return the bid of the overall batch."""
+    overall = app.batch(f"Order {order_id}").on("success", ship.s(order_id))
+    with overall.jobs():
+        step1 = app.batch(f"Order {order_id}: charge")
+        step1.on("success", start_picking.s(order_id, items))
+        with step1.jobs():
+            charge.enqueue(order_id)
+    return overall.bid
 
 
 # -- 2. Dynamic fan-out: a workflow step maps over what an earlier step found ----------

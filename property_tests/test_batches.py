@@ -2,23 +2,28 @@
 
 A RuleBasedStateMachine pushes random batch trees (a root with 0-4 jobs and 0-3 child
 batches, at most 3 levels, some empty), adds jobs and child batches to random batches
-(some of them complete already: refused), and ends random member jobs in a random order
-through `settle`: a success, a failure that will be retried, a death (buried, or acked
-as failed), the success of a dead job retried by hand, and endings of jobs that already
-succeeded. Every step runs on a MemoryBackend and on a RedisBackend over fakeredis (the
-Lua scripts) side by side.
+(some of them complete already: refused), and ends random jobs in a random order through
+`settle`: a success, a failure that will be retried, a death (buried, or acked as
+failed), the success of a dead job retried by hand, and endings of jobs that already
+succeeded. The jobs it ends are the member jobs and the callback jobs that fired: a child
+batch's callback jobs are members of its parent (as in Sidekiq Pro), a root batch's are
+members of nothing (their endings count nowhere). Every step runs on a MemoryBackend and
+on a RedisBackend over fakeredis (the Lua scripts) side by side.
 
 The model below does not use core.batch: it keeps each job's last ending ("queued",
 "retrying", "dead", "ok") and says, bottom-up from the leaves after each step, which
 callbacks are due: `death` once any job of the batch or of a batch under it died,
 `complete` once every job ran (is not "queued") and every child is complete, `success`
 once every job is "ok" and every child succeeded; each at most once, in that order within
-one step. After every step it checks, on both backends, that (a) each callback fired
-exactly when the model says and never twice (the callback jobs' `enqueued_at`, and the
-fire times in get_batch), (b) the two backends' get_batch agree, and agree with the
-model's counters (for the batches the step could change; every batch, read through
-recent_batches, every FULL_CHECK_EVERY steps), and (c) the callback jobs in the queue,
-batch by batch, are the model's (and the same, in the same order, on both backends).
+one step. A callback that fires in a child batch adds its callback job to the parent's
+jobs ("queued") before the parent is looked at. After every step it checks, on both
+backends, that (a) each callback fired exactly when the model says and never twice (the
+callback jobs' `enqueued_at`, and the fire times in get_batch), (b) the two backends'
+get_batch agree, and agree with the model's counters (for the batches the step could
+change; every batch, read through recent_batches, every FULL_CHECK_EVERY steps), and (c)
+the callback jobs in the queue, batch by batch, are the model's, each as the model
+builds it (a member of the parent batch, or of none), and the same, in the same order,
+on both backends.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ class ModelBatch:
     bid: str
     parent: str | None
     jobs: dict[str, str] = attrs.field(factory=dict)
-    """jid -> its last ending: "queued" (never ran), "retrying", "dead" or "ok"."""
+    """jid -> its last ending: "queued" (never ran), "retrying", "dead" or "ok". The
+    member jobs, and the callback jobs of its children that fired."""
     errors: dict[str, str] = attrs.field(factory=dict)
     """jid -> the message of its last failure (jobs that are not "ok")."""
     dead: set[str] = attrs.field(factory=set)
@@ -90,6 +96,19 @@ class ModelBatch:
 
     def has(self, event: str) -> bool:
         return any(name == event for name, _at in self.fired)
+
+
+def callback_jid(bid: str, name: str) -> str:
+    return f"{bid}.{name}"
+
+
+def callback_job(bid: str, name: str, parent: str | None = None,
+                 at: float | None = None) -> Payload:
+    """The callback job of batch `bid` for callback `name` as in its spec; as pushed when it
+    fired at `at`, a member of `parent` (the batch's parent, None for a root)."""
+    return Payload(name=f"on_{name}", jid=callback_jid(bid, name), queue=CALLBACKS,
+                   args=[bid], created_at=0.0, callback_of=bid, callback_event=name,
+                   batch_id=parent, enqueued_at=at)
 
 
 class Model:
@@ -106,8 +125,10 @@ class Model:
         batch = self.batches[bid]
         return batch.died or any(self.died_within(kid) for kid in batch.kids)
 
-    def settle(self, now: float) -> None:
-        """Fire what is due, leaves first (a child's callbacks are its parent's input)."""
+    def settle(self, now: float) -> list[tuple[str, str]]:
+        """Fire what is due, leaves first (a child's callbacks are its parent's input, and
+        its callback jobs its parent's members); return what fired: (batch, callback)."""
+        fired: list[tuple[str, str]] = []
         for bid in sorted(self.batches, key=self.depth, reverse=True):
             batch = self.batches[bid]
             kids = [self.batches[kid] for kid in batch.kids]
@@ -121,6 +142,10 @@ class Model:
             for name in EVENTS:
                 if due[name] and not batch.has(name):
                     batch.fired.append((name, now))
+                    fired.append((bid, name))
+                    if batch.parent is not None:
+                        self.batches[batch.parent].jobs[callback_jid(bid, name)] = "queued"
+        return fired
 
     def open(self, bid: str) -> bool:
         return not self.batches[bid].has("complete")
@@ -138,7 +163,10 @@ class BatchMachine(RuleBasedStateMachine):
         self.model = Model()
         self.now = 1000.0
         self.count = 0
-        self.jobs: list[tuple[str, str]] = []  # (jid, bid), in creation order
+        self.jobs: list[Payload] = []
+        """The jobs that can end, in creation order: the members, as pushed, and the
+        callback jobs that fired, as the model says they were pushed (a root's with no
+        batch_id)."""
         self.checks = 0
         self.touched: set[str] = set()
         """Batches the last step could change (a job's batch and its ancestors, the batches
@@ -160,9 +188,7 @@ class BatchMachine(RuleBasedStateMachine):
     # -- building pushes -------------------------------------------------------------------
 
     def _spec(self, bid: str, parent: str | None) -> BatchSpec:
-        callbacks = {event: (CALLBACKS, encode(Payload(
-            name=f"on_{event}", jid=f"{bid}.{event}", queue=CALLBACKS, args=[bid],
-            created_at=0.0, callback_of=bid, callback_event=event))) for event in EVENTS}
+        callbacks = {event: (CALLBACKS, encode(callback_job(bid, event))) for event in EVENTS}
         return BatchSpec(bid, f"tree {bid}", parent, callbacks, {"success": {"bid": bid}})
 
     def _members(self, bid: str, n: int) -> tuple[Payload, ...]:
@@ -204,9 +230,14 @@ class BatchMachine(RuleBasedStateMachine):
                     self.model.batches[push.new.parent].kids.append(push.bid)
             for job in push.jobs:
                 self.model.batches[push.bid].jobs[job.jid] = "queued"
-                self.jobs.append((job.jid, push.bid))
+                self.jobs.append(job)
             self._touch(push.bid)
-        self.model.settle(now)
+        self._settle(now)
+
+    def _settle(self, now: float) -> None:
+        """The model fires what is due; the callback jobs that fired become jobs to end."""
+        for bid, name in self.model.settle(now):
+            self.jobs.append(callback_job(bid, name, self.model.batches[bid].parent, now))
 
     def _touch(self, bid: str) -> None:
         """`bid` and its ancestors may change."""
@@ -268,22 +299,26 @@ class BatchMachine(RuleBasedStateMachine):
         self._flatten(tree, None, pushes)
         self._apply(pushes, [])
 
-    @rule(index=st.integers(0, 10_000), pending_only=st.sampled_from([True, True, False]),
+    @rule(index=st.integers(0, 10_000),
+          which=st.sampled_from(["pending", "pending callback", "pending callback", "any"]),
           how=st.sampled_from(["succeed", "succeed", "fail", "die", "die_acked"]))
-    def end(self, index: int, pending_only: bool, how: str) -> None:
-        """One run of a member job ends: mostly of one that has not succeeded (a dead one
-        is retried by hand), sometimes of any (one that succeeded may run again)."""
+    def end(self, index: int, which: str, how: str) -> None:
+        """One run of a job ends (a member, or a callback job that fired): mostly of a
+        member that has not succeeded (a dead one is retried by hand), often of a child's
+        callback job that has not (so that parents get to fire), sometimes of any (one
+        that succeeded may run again, a root's callback job counts nowhere)."""
         jobs = self.jobs
-        if pending_only:
-            jobs = [(jid, bid) for jid, bid in jobs
-                    if self.model.batches[bid].jobs[jid] != "ok"] or jobs
+        if which != "any":
+            pending = [job for job in jobs if job.batch_id is not None
+                       and self.model.batches[job.batch_id].jobs[job.jid] != "ok"]
+            callbacks = [job for job in pending if job.callback_of is not None]
+            jobs = (callbacks if which == "pending callback" else []) or pending or jobs
         if jobs:
-            jid, bid = jobs[index % len(jobs)]
-            self._end(jid, bid, how)
+            self._end(jobs[index % len(jobs)], how)
 
-    def _end(self, jid: str, bid: str, how: str) -> None:
+    def _end(self, job: Payload, how: str) -> None:
         now = self.tick()
-        job = Payload(name="member", jid=jid, queue=QUEUE, created_at=0.0, batch_id=bid)
+        jid, bid = job.jid, job.batch_id
         error = f"{jid} broke at {now}"
         broken = attrs.evolve(job, error_class="Boom", error_message=error, retry_count=1)
         settlement = {
@@ -293,7 +328,14 @@ class BatchMachine(RuleBasedStateMachine):
             "die_acked": Settlement(Action.ACK, broken, failed=1),
         }[how]
         for backend in self.backends:  # the delivery is not held: settle acks nothing
-            backend.settle(WORKER, Delivery(encode(job), QUEUE), settlement, now)
+            backend.settle(WORKER, Delivery(encode(job), job.queue), settlement, now)
+        if job.callback_of is not None:
+            event(f"a callback job of a {'root' if bid is None else 'child'}: {how}")
+        if bid is None:  # a root's callback job: a member of nothing, it changes nothing
+            assert job.callback_of is not None
+            self._touch(job.callback_of)
+            self._settle(now)
+            return
         self._touch(bid)
         batch = self.model.batches[bid]
         if batch.jobs[jid] != "ok":  # an ending of a job that succeeded counts nowhere
@@ -307,7 +349,7 @@ class BatchMachine(RuleBasedStateMachine):
                 if how != "fail":
                     batch.died = True
                     batch.dead.add(jid)
-        self.model.settle(now)
+        self._settle(now)
 
     # -- what must hold after every step ---------------------------------------------------
 
@@ -326,7 +368,8 @@ class BatchMachine(RuleBasedStateMachine):
             mine = [job for job in queued if job.callback_of == bid]
             assert [(job.callback_event, job.enqueued_at) for job in mine] == batch.fired, (
                 f"callbacks of {bid}")
-            assert all(job.jid == f"{bid}.{job.callback_event}" for job in mine)
+            assert mine == [callback_job(bid, name, batch.parent, at)
+                            for name, at in batch.fired], f"callback jobs of {bid}"
         self.checks += 1
         if self.checks % FULL_CHECK_EVERY == 0:  # every batch, through recent_batches
             views = [{v.state.bid: v for v in backend.recent_batches(0, 1000, self.now)}
@@ -347,10 +390,17 @@ class BatchMachine(RuleBasedStateMachine):
                 event("success after complete")
             if "death" in fired and batch.kids and not batch.died:
                 event("death from a child")
-            if "success" in fired and batch.kids and batch.jobs:
+            if "success" in fired and batch.kids and any("." not in j for j in batch.jobs):
                 event("success of a parent with jobs")
             if "success" in fired and "death" in fired:
                 event("success after a death")
+            waited = [s for jid, s in batch.jobs.items() if "." in jid]  # "b3.complete", not "j7"
+            if "complete" in fired and waited:
+                event("complete of a parent that waited for a child's callback jobs")
+            if "success" in fired and waited:
+                event("success of a parent that waited for a child's callback jobs")
+            if any(s in {"retrying", "dead"} for s in waited):
+                event("a child's callback job failed in its parent")
 
     def _check_views(self, views: dict[str, BatchView]) -> None:
         """Stored batches against the model's counters and fire times."""

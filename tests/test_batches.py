@@ -406,3 +406,39 @@ def test_a_dead_job_of_the_batch_fails_the_step_and_the_run(app: App, events: Ev
     assert node.status is NodeStatus.DEAD
     assert node.error_class == "BatchJobDied"
     assert "doomed 99" in (node.error_message or "")
+
+
+def test_a_childs_callback_belongs_to_the_parent_sidekiq_recipe(app: App, events: Events) -> None:
+    # Sidekiq Pro's multi-step recipe: step 1's success callback re-opens the overall
+    # batch (its parent) and adds step 2; the overall success runs once, after all of it.
+    jobs = declare(app, events)
+
+    @app.job(name="step_done")
+    def step_done(bid: str, step: int) -> None:
+        batch = current_job().batch
+        assert batch is not None
+        status = batch.status()
+        events("step done", step, batch.bid == bid)
+        if step == 1:
+            assert status.parent is not None
+            with app.open_batch(status.parent).jobs():
+                step2 = app.batch("step 2").on("success", step_done.s(2))
+                with step2.jobs():
+                    jobs["work"].enqueue(2)
+                    jobs["flaky"].enqueue(3)
+
+    overall = app.batch("overall").on("success", jobs["callback"].s("shipped"))
+    with overall.jobs():
+        step1 = app.batch("step 1").on("success", step_done.s(1))
+        with step1.jobs():
+            jobs["work"].enqueue(1)
+    app.drain()
+    order = [e[0] if e[0] != "callback" else e[1] for e in events.seen]
+    assert order.count("shipped") == 1
+    assert order[-1] == "shipped"  # after step 2's callback, which ran after step 2's jobs
+    assert [e for e in events.seen if e[0] == "step done"] == [
+        ("step done", 1, True), ("step done", 2, True)]
+    status = overall.status()
+    assert status.success
+    assert status.total == 2  # the two step callbacks were its members
+    assert len(status.children) == 2

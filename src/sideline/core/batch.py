@@ -11,6 +11,9 @@ that died. Its callbacks:
   `complete`; when all succeed at once, `complete` fires first);
 - `death` fires the first time a job of the batch, or of a batch nested in it, dies.
 
+A child batch's callback jobs are members of its parent (`add_callback`), so the
+parent's callbacks wait for them, and a child's callback can add to the parent.
+
 Each fires at most once (its time is recorded). Everything here is pure: the functions
 change a `BatchState` and return the callbacks that fired; the adapters apply them with
 the pushes of those callbacks in one atomic step (the memory backend calls these
@@ -41,6 +44,7 @@ __all__ = [
     "BatchView",
     "Callback",
     "NodeLink",
+    "add_callback",
     "add_child",
     "add_jobs",
     "check",
@@ -65,7 +69,8 @@ class BatchFinished(BatchError):
 
 
 class Callback(enum.StrEnum):
-    """The callbacks of a batch, in the order they fire when they fire together."""
+    """The callbacks of a batch. When one job's ending fires several, `death` comes
+    first, then `complete`, then `success`."""
 
     COMPLETE = "complete"
     SUCCESS = "success"
@@ -139,6 +144,15 @@ def add_child(state: BatchState, child: str) -> None:
     state.children.append(child)
     state.kids_incomplete += 1
     state.kids_unsucceeded += 1
+
+
+def add_callback(state: BatchState, jid: str) -> None:
+    """A child batch's callback job joins this (its parent) batch, as in Sidekiq Pro: the
+    parent's callbacks wait until the child's callbacks have run, and a child's callback
+    may add jobs or child batches to the parent. Never refused: the parent cannot have
+    succeeded while a child had not."""
+    state.total += 1
+    state.pending.add(jid)
 
 
 def check(state: BatchState, now: float) -> list[Callback]:

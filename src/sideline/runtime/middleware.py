@@ -49,7 +49,7 @@ class JobContext:
         from sideline.runtime.batches import Batch  # noqa: PLC0415 (batches imports this)
 
         payload = self.payload
-        bid = payload.batch_id or payload.callback_of
+        bid = payload.callback_of or payload.batch_id  # a child's callback is also a member
         if bid is None:
             return None
         return Batch.existing(self.app.client, bid, event=payload.callback_event)

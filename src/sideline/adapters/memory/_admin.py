@@ -13,6 +13,7 @@ from sideline.core.batch import BatchEvent
 from sideline.core.errors import PayloadError
 from sideline.core.payload import Payload, decode, decode_stored, encode
 from sideline.core.ports import SortedEntry
+from sideline.core.run import Transition
 
 __all__ = ["AdminOps"]
 
@@ -32,7 +33,7 @@ class AdminOps:
         raise NotImplementedError
 
     def _batch_settled(self, payload: Payload, event: BatchEvent,
-                       now: float) -> None:  # pragma: no cover (overridden)
+                       now: float) -> Transition:  # pragma: no cover (overridden)
         raise NotImplementedError
 
     def _add_dead(self, payload: Payload, now: float) -> None:  # pragma: no cover (overridden)

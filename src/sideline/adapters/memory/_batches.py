@@ -20,6 +20,7 @@ from sideline.core.batch import (
     BatchView,
     Callback,
     NodeLink,
+    add_callback,
     add_child,
     add_jobs,
     check,
@@ -124,47 +125,65 @@ class BatchOps:
         if len(self._batch_index) > BATCH_INDEX_SIZE:  # the oldest (as ZREMRANGEBYRANK)
             del self._batch_index[min(self._batch_index, key=self._batch_order)]
         if spec.parent is not None:
-            add_child(self._batches[spec.parent].state, spec.bid)
+            parent = self._batches[spec.parent]
+            add_child(parent.state, spec.bid)
+            if parent.state.success_at is None:  # a new child keeps its parent alive too
+                parent.expires_at = max(parent.expires_at, now + parent.spec.ttl_s)
 
-    def _fire(self, bid: str, fired: list[Callback], now: float) -> None:
-        """Push the callbacks of `bid` that fired, then count them in its parent."""
+    def _fire(self, bid: str, fired: list[Callback], now: float) -> Transition:
+        """Push the callbacks of `bid` that fired (a child's join its parent first, all of
+        them, so the parent cannot fire before they ran), then count them in the parent,
+        and so on up. Returns the change of a workflow step the batches held, if one
+        moved."""
         batch = self._batches[bid]
+        parent = batch.state.parent
+        above = None if parent is None else self._live_batch(parent, now)
         for callback in fired:
             found = batch.spec.callbacks.get(callback)
             if found is not None:
                 queue, raw = found
-                self._push_raw(queue, encode(attrs.evolve(decode(raw), enqueued_at=now)))
+                job = attrs.evolve(decode(raw), enqueued_at=now)
+                if above is not None:  # a child's callback runs as part of its parent
+                    job = attrs.evolve(job, batch_id=above.state.bid)
+                    add_callback(above.state, job.jid)
+                self._push_raw(queue, encode(job))
             if callback is Callback.SUCCESS:
                 batch.expires_at = now + batch.spec.linger_s
-            self._fire_node(batch, callback, now)
-            parent = batch.state.parent
-            above = None if parent is None else self._live_batch(parent, now)
+        moved = Transition()
+        for callback in fired:
+            step = self._fire_node(batch, callback, now)
             if above is not None:  # an expired parent is gone: it fires nothing
-                self._fire(above.state.bid, child_fired(above.state, callback, now), now)
+                up = self._fire(above.state.bid, child_fired(above.state, callback, now), now)
+                step = step if up.noop else up
+            moved = moved if step.noop else step
+        return moved
 
-    def _fire_node(self, batch: _Batch, callback: Callback, now: float) -> None:
+    def _fire_node(self, batch: _Batch, callback: Callback, now: float) -> Transition:
         """A batch a waiting step opened: its success may complete the step, a death
         kills it."""
         link = batch.spec.node
         if link is None or not batch.node_waits:
-            return
+            return Transition()
         if callback is Callback.DEATH:
-            self._run_fail(link.run_id, link.node_id, _death_error(batch.state), now)
-        elif callback is Callback.SUCCESS:
-            self._node_batch_done(link, now)
+            return self._run_fail(link.run_id, link.node_id, _death_error(batch.state), now)
+        if callback is Callback.SUCCESS:
+            return self._node_batch_done(link, now)
+        return Transition()
 
     def _node_batch_done(self, link: NodeLink, now: float) -> Transition:
         waiting = [b for b in self._batches.values()
                    if b.spec.node == link and b.node_waits and b.state.success_at is None]
         return Transition() if waiting else self._run_complete(link.run_id, link.node_id, now)
 
-    def _batch_settled(self, payload: Payload, event: BatchEvent, now: float) -> None:
-        """settle's batch part: count a member job's ending."""
+    def _batch_settled(self, payload: Payload, event: BatchEvent, now: float) -> Transition:
+        """settle's batch part: count a member job's ending; the change of a workflow step
+        it moved, if any."""
         batch = self._live_batch(payload.batch_id or "", now)
         if batch is None:
-            return
+            return Transition()
         error = (payload.error_class or "", payload.error_message or "")
-        self._fire(batch.state.bid, job_ended(batch.state, payload.jid, event, error, now), now)
+        return self._fire(batch.state.bid,
+                          job_ended(batch.state, payload.jid, event, error, now), now)
 
     def _await_batches(self, payload: Payload, bids: Sequence[str], now: float) -> Transition:
         """settle's part for a step that opened batches: it waits for them (completes now

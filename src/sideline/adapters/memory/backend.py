@@ -457,7 +457,8 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, AdminOps):
             elif settlement.node is NodeEvent.FAILED and step:
                 transition = self._fail_run_node(payload, now)
             if settlement.batch is not None:
-                self._batch_settled(payload, settlement.batch, now)
+                moved = self._batch_settled(payload, settlement.batch, now)
+                transition = transition if moved.noop else moved
             if settlement.release_unique and payload.unique_key is not None:
                 self.release_lock(payload.unique_key, payload.unique_token or "")
             self._count_stats(settlement, now)

@@ -711,6 +711,13 @@ local function batch_job_ended(B, jid, event, err, now)
   return fired
 end
 
+-- mirrors core.batch.add_callback: a child's callback job `jid` joins its parent B.
+local function batch_add_callback(B, jid)
+  redis.call('HINCRBY', B.hash, 'total', 1)
+  redis.call('SADD', B.pending, jid)
+  batch_same_ttl(B, B.pending)
+end
+
 -- mirrors core.batch.child_fired: a child fired `callback`; what the parent fires in turn.
 local function batch_child_fired(B, callback, now)
   if callback == CALLBACK.COMPLETE then
@@ -759,34 +766,46 @@ local function batch_fire_node(P, B, bid, callback, now)
   return ''
 end
 
--- Push the callbacks of batch `bid` that fired, then count them in its parent, and so on
--- up (adapters/memory/_batches.py _fire). Returns a run transition when a step moved.
+-- Push the callbacks of batch `bid` that fired (a child's join its parent first, all of
+-- them, so the parent cannot fire before they ran), then count them in its parent, and so
+-- on up (adapters/memory/_batches.py _fire). Returns a run transition when a step moved.
 local batch_fire
 batch_fire = function(P, bid, fired, now)
   local B = batch_keys(P, bid)
-  local transition = ''
+  local parent = redis.call('HGET', B.hash, 'parent')
+  local PB = nil
+  if parent and parent ~= '' then
+    PB = batch_keys(P, parent)
+    if not batch_live(PB, now) then
+      PB = nil  -- an expired parent is gone: it fires nothing
+    end
+  end
   for _, callback in ipairs(fired) do
     local entry = redis.call('HGET', B.hash, 'cb:' .. callback)
     if entry then
       local queue, raw = split_entry(entry)
-      push_job(P, queue, stamp(raw, 'enqueued_at', num(tonumber(now))), false)
+      raw = stamp(raw, 'enqueued_at', num(tonumber(now)))
+      if PB then  -- a child's callback runs as part of its parent
+        raw = stamp(raw, 'batch_id', cjson.encode(parent))
+        batch_add_callback(PB, cjson.decode(raw).jid)
+      end
+      push_job(P, queue, raw, false)
     end
     if callback == CALLBACK.SUCCESS then
       batch_expire(B, now, tonumber(now) + tonumber(redis.call('HGET', B.hash, 'linger_s')))
     end
+  end
+  local transition = ''
+  for _, callback in ipairs(fired) do
     local moved = batch_fire_node(P, B, bid, callback, now)
+    if PB then
+      local up = batch_fire(P, parent, batch_child_fired(PB, callback, now), now)
+      if up ~= '' then
+        moved = up
+      end
+    end
     if moved ~= '' then
       transition = moved
-    end
-    local parent = redis.call('HGET', B.hash, 'parent')
-    if parent and parent ~= '' then
-      local PB = batch_keys(P, parent)
-      if batch_live(PB, now) then
-        local up = batch_fire(P, parent, batch_child_fired(PB, callback, now), now)
-        if up ~= '' then
-          transition = up
-        end
-      end
     end
   end
   return transition

@@ -63,6 +63,10 @@ for _, push in ipairs(pushes) do
       batch_same_ttl(PB, PB.children)
       redis.call('HINCRBY', PB.hash, 'kids_incomplete', 1)
       redis.call('HINCRBY', PB.hash, 'kids_unsucceeded', 1)
+      local pf = redis.call('HMGET', PB.hash, 'expires_at', 'ttl_s', 'success_at')
+      if not pf[3] then  -- a new child keeps its parent alive too
+        batch_expire(PB, now, math.max(tonumber(pf[1]), tonumber(now) + tonumber(pf[2])))
+      end
     end
   end
   -- mirrors core.batch.add_jobs
