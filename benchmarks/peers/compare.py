@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script: make `benchmarks.peers` importable
 
-from benchmarks.peers import dramatiq_app, sideline_app  # noqa: E402
+from benchmarks.peers import sideline_app  # noqa: E402
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 SYSTEMS = ("sideline", "dramatiq")
@@ -123,6 +123,9 @@ class DramatiqTarget:
         # Imported here: only a dramatiq run needs dramatiq installed.
         from dramatiq import Message  # noqa: PLC0415
 
+        from benchmarks.peers import dramatiq_app  # noqa: PLC0415
+
+        self.actors = dramatiq_app
         self.namespace = namespace
         self.message = Message
         self.broker = dramatiq_app.make_broker(namespace)
@@ -135,18 +138,18 @@ class DramatiqTarget:
                 "-p", str(processes), "-t", str(threads)]
 
     def _send(self, actor: str, args: tuple[Any, ...]) -> None:
-        self.broker.enqueue(self.message(queue_name=dramatiq_app.QUEUE, actor_name=actor,
+        self.broker.enqueue(self.message(queue_name=self.actors.QUEUE, actor_name=actor,
                                          args=args, kwargs={}, options={}))
 
     def push_noops(self, count: int) -> None:
         for _ in range(count):
-            self._send(dramatiq_app.NOOP, ())
+            self._send(self.actors.NOOP, ())
 
     def done(self, total: int) -> int:
         return total - int(self.client.hlen(self.messages_key))
 
     def enqueue_stamp(self) -> None:
-        self._send(dramatiq_app.STAMP, (time.time(),))
+        self._send(self.actors.STAMP, (time.time(),))
 
     def close(self) -> None:
         self.broker.close()
