@@ -50,8 +50,11 @@ class Run:
     callback_ms: float | None
 
 
-def _drain(target: SidelineTarget, jobs: int, threads: int, timeout_s: float) -> tuple[float, float]:
-    """Start a worker, poll until `jobs` are done: (jobs per second, wall time of the last)."""
+def _drain(target: SidelineTarget, jobs: int, threads: int, timeout_s: float,
+           callback_key: str | None = None) -> tuple[float, float, float | None]:
+    """Start a worker, poll until `jobs` are done: (jobs per second, wall time of the
+    last, and with `callback_key` the wall time the batch's callback started; the worker
+    is stopped only after it ran)."""
     worker = WorkerProcess(target.command(1, threads), target.namespace)
     try:
         deadline = time.monotonic() + timeout_s
@@ -64,7 +67,14 @@ def _drain(target: SidelineTarget, jobs: int, threads: int, timeout_s: float) ->
             if opened is not None and done >= jobs:
                 if now <= opened[0]:
                     raise BenchError("every job was done at the first poll: push more jobs")
-                return (jobs - opened[1]) / (now - opened[0]), now
+                started = None
+                if callback_key is not None:
+                    found = target.client.blpop([callback_key], timeout=4)
+                    if found is None:
+                        worker.check()
+                        raise BenchError("the batch's success callback did not run")
+                    started = float(found[1].split()[1])
+                return (jobs - opened[1]) / (now - opened[0]), now, started
             if time.monotonic() > deadline:
                 worker.check()
                 raise BenchError(f"{done}/{jobs} jobs done after {timeout_s:g} s")
@@ -84,13 +94,9 @@ def measure(kind: str, jobs: int, threads: int, timeout_s: float) -> Run:
                 target.push_noops(jobs)
         else:
             target.push_noops(jobs)
-        rate, last = _drain(target, jobs, threads, timeout_s)
-        callback_ms = None
-        if kind == "batch":
-            found = target.client.blpop([sideline_app.callback_key(namespace)], timeout=10)
-            if found is None:
-                raise BenchError("the batch's success callback did not run")
-            callback_ms = (float(found[1].split()[1]) - last) * 1000
+        key = sideline_app.callback_key(namespace) if kind == "batch" else None
+        rate, last, started = _drain(target, jobs, threads, timeout_s, key)
+        callback_ms = None if started is None else (started - last) * 1000
         return Run(kind, jobs, rate, callback_ms)
     finally:
         delete_namespace(target.client, namespace)
