@@ -33,7 +33,9 @@ def build_app(namespace: str) -> App:
     key = events_key(backend)
 
     def record(kind: str, **fields: Any) -> None:
-        event = {"kind": kind, "pid": os.getpid(), "jid": current_job().payload.jid, **fields}
+        payload = current_job().payload
+        event = {"kind": kind, "pid": os.getpid(), "jid": payload.jid,
+                 "recoveries": payload.recoveries, **fields}
         backend.client.rpush(key, json.dumps(event))
 
     @app.job(name="member")
