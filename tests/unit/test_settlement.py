@@ -40,6 +40,17 @@ def test_success_acks_and_advances_a_step() -> None:
     assert (step.action, step.node) == (Action.ACK, NodeEvent.SUCCEEDED)
 
 
+def test_a_step_that_opened_batches_waits_for_them_only_when_it_succeeded() -> None:
+    opened = ("b1", "b2")
+    step = decide(Outcome(opened_batches=opened), STEP, JobOptions(), 100.0, 0.0)
+    assert (step.node, step.await_batches) == (NodeEvent.SUCCEEDED, opened)
+    plain = decide(Outcome(opened_batches=opened), PLAIN, JobOptions(), 100.0, 0.0)
+    assert plain.await_batches == ()  # not a step: nothing holds it
+    failed = decide(Outcome(error=raised(ValueError("x")), opened_batches=opened), STEP,
+                    JobOptions(), 100.0, 0.0)
+    assert failed.await_batches == ()  # a failed step waits for nothing (it is retried)
+
+
 def test_success_releases_the_uniqueness_lock_it_holds() -> None:
     unique = Payload(name="job", jid="j", queue="q", unique_key="u", unique_token="t")
     assert decide(Outcome(), unique, JobOptions(), 1.0, 0.0).release_unique

@@ -63,9 +63,20 @@ BATCH_INDEX_SIZE = 10_000
 class BatchError(SidelineError):
     """A batch operation that cannot be done (an unknown batch, a bad callback)."""
 
+    @classmethod
+    def unknown(cls, bid: str) -> BatchError:
+        """The one message for a batch that is not stored (expired, or never pushed)."""
+        return cls(f"batch {bid} is unknown (it expired or never existed)")
+
 
 class BatchFinished(BatchError):
     """Jobs or a child batch were added to a batch whose `complete` already fired."""
+
+    @classmethod
+    def of(cls, bid: str, what: str = "jobs or child batches") -> BatchFinished:
+        """The one message for an addition of `what` to the complete batch `bid`."""
+        return cls(f"batch {bid} is complete (every job has run): it takes no more {what}; "
+                   "open a new batch instead")
 
 
 class Callback(enum.StrEnum):
@@ -118,9 +129,7 @@ class BatchState:
 
 def _open(state: BatchState, what: str) -> None:
     if state.complete_at is not None:
-        raise BatchFinished(
-            f"batch {state.bid} is complete (every job has run): it takes no more {what}; "
-            "open a new batch instead")
+        raise BatchFinished.of(state.bid, what)
 
 
 def add_jobs(state: BatchState, jids: list[str]) -> None:

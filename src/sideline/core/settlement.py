@@ -64,6 +64,8 @@ class Outcome:
     error: BaseException | None = None
     timed_out: bool = False
     stopped: bool = False
+    opened_batches: tuple[str, ...] = ()
+    """Batches the run opened that hold its workflow step (dynamic fan-out)."""
 
     @property
     def succeeded(self) -> bool:
@@ -106,8 +108,8 @@ class Settlement:
             handlers run, after the settle).
         processed, failed: what the stats counters add (1/0, or 1/1).
         release_unique: the uniqueness lock the job holds is released.
-        await_batches: batches a workflow step's job opened; the step completes when
-            they succeed (set by the executor, not by `decide`).
+        await_batches: batches a workflow step's job opened (`Outcome.opened_batches`);
+            the step completes when they succeed.
     """
 
     action: Action
@@ -151,7 +153,8 @@ def decide(outcome: Outcome, payload: Payload, options: JobOptions, now: float,
     step = payload.run_id is not None and payload.node_id is not None
     if outcome.succeeded:
         return Settlement(Action.ACK, payload, node=NodeEvent.SUCCEEDED if step else None,
-                          release_unique=payload.unique_key is not None)
+                          release_unique=payload.unique_key is not None,
+                          await_batches=outcome.opened_batches if step else ())
     error = outcome.error if outcome.error is not None else _stand_in(outcome)
     record = ErrorRecord.of(error)
     failed = attrs.evolve(payload, error_class=record.error_class,

@@ -16,7 +16,7 @@ batch succeeds, and the step dies if a job of the batch dies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -288,7 +288,7 @@ class Batch:
     def _view(self) -> BatchView:
         view = self.client.backend.get_batch(self.bid, self.client.clock.now())
         if view is None:
-            raise BatchError(f"batch {self.bid} is unknown (it expired, or was never pushed)")
+            raise BatchError.unknown(self.bid)
         return view
 
     def status(self) -> BatchStatus:
@@ -320,7 +320,7 @@ class Batch:
             BatchError: the batch is unknown.
         """
         if not self.client.backend.invalidate_batch(self.bid, self.client.clock.now()):
-            raise BatchError(f"batch {self.bid} is unknown (it expired, or was never pushed)")
+            raise BatchError.unknown(self.bid)
 
     def __repr__(self) -> str:
         return f"Batch({self.bid!r}, description={self.description!r})"
@@ -328,9 +328,3 @@ class Batch:
 
 def _queue(queue: str | None) -> dict[str, str]:
     return {} if queue is None else {"queue": queue}
-
-
-def recent(client: Client, start: int = 0, count: int = 50) -> Sequence[BatchStatus]:
-    """The newest batches first (the admin API's list)."""
-    return [BatchStatus.of(view)
-            for view in client.backend.recent_batches(start, count, client.clock.now())]

@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import attrs
-
 from sideline.core.errors import (
     BackendError,
     PoisonPill,
@@ -28,7 +26,7 @@ from sideline.core.jobs import JobSpec
 from sideline.core.payload import Payload, decode
 from sideline.core.ports import Delivery, begun
 from sideline.core.run import Begin
-from sideline.core.settlement import Action, NodeEvent, Outcome, Settlement, bury, decide
+from sideline.core.settlement import Action, Outcome, Settlement, bury, decide
 from sideline.runtime import typed
 from sideline.runtime._env import new_id
 from sideline.runtime.middleware import JobContext, run_server_chain, running
@@ -122,7 +120,7 @@ def _process(runtime: Runtime, worker_id: str, payload: Payload, settler: _Settl
         with running(context):
             value = run_server_chain(runtime.server_middleware, context,
                                      lambda: _perform(runtime, spec, payload, produced))
-        outcome = Outcome(value=value)
+        outcome = Outcome(value=value, opened_batches=tuple(context.opened))
     except BaseException as exc:  # a job's failure is data: retry or bury it
         if on_error is not None:
             on_error(payload, exc)
@@ -140,9 +138,6 @@ def _process(runtime: Runtime, worker_id: str, payload: Payload, settler: _Settl
         ttl_s = runtime.settings.run_ttl_s
         settler.persist(lambda: runtime.backend.write(run_id, values, ttl_s, now))
     settlement = decide(outcome, payload, spec.options, now, runtime.random.random())
-    if context.opened and settlement.node is NodeEvent.SUCCEEDED:
-        # dynamic fan-out: the step completes when the batches it opened succeed
-        settlement = attrs.evolve(settlement, await_batches=tuple(context.opened))
     try:
         following = settler.apply(settlement)
     except WorkflowError as exc:

@@ -111,11 +111,9 @@ class BatchOps:
     def _open_batch(self, bid: str, now: float, what: str) -> _Batch:
         batch = self._live_batch(bid, now)
         if batch is None:
-            raise BatchError(f"batch {bid} is unknown (it expired or never existed)")
+            raise BatchError.unknown(bid)
         if batch.state.complete_at is not None:
-            raise BatchFinished(
-                f"batch {bid} is complete (every job has run): it takes no more {what}; "
-                "open a new batch instead")
+            raise BatchFinished.of(bid, what)
         return batch
 
     def _create(self, spec: BatchSpec, now: float) -> None:

@@ -41,11 +41,9 @@ class BatchOps(RedisBase):
                 args=[self.prefix, num(now), BATCH_INDEX_SIZE, json.dumps(document)])
         verdict, bid = ([*result, ""])[:2]
         if verdict == "finished":
-            raise BatchFinished(
-                f"batch {bid} is complete (every job has run): it takes no more jobs or "
-                "child batches; open a new batch instead")
+            raise BatchFinished.of(bid)
         if verdict == "unknown":
-            raise BatchError(f"batch {bid} is unknown (it expired or never existed)")
+            raise BatchError.unknown(bid)
         if verdict == "exists":
             raise BatchError(f"batch {bid} exists already")
 
