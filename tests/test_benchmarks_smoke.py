@@ -134,3 +134,20 @@ def test_the_dashboard_benchmark_runs() -> None:
     assert all(line["status"] == 200 and line["entries"] == 200 for line in lines)
     assert all(0 < line["min_ms"] <= line["median_ms"] <= line["max_ms"] for line in lines)
     assert "deleted bench-dashboard-" in result.stderr  # its namespace is gone
+
+
+@pytest.mark.redis
+def test_the_results_benchmark_runs() -> None:
+    require_redis()
+    command = [sys.executable, str(ROOT / "benchmarks" / "results.py"), "--jobs", "20",
+               "--idle-s", "1", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
+                            cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "error"}, check=False)
+    assert result.returncode == 0, f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    lines = {line["name"]: line for line in map(json.loads, result.stdout.splitlines())}
+    end = lines["end_to_result"]
+    assert end["jobs"] == 20
+    assert 0 < end["median_ms"] <= end["p99_ms"] <= end["max_ms"]
+    idle = lines["idle_wait"]
+    assert idle["seconds"] >= 1
+    assert 0 < idle["commands_per_s"] < 100

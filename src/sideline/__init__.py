@@ -6,6 +6,8 @@ from sideline.core.errors import (
     BackendError,
     ConfigurationError,
     JobRejected,
+    JobStopped,
+    JobTimeout,
     PayloadError,
     PoisonPill,
     RunExpired,
@@ -17,11 +19,13 @@ from sideline.core.errors import (
 )
 from sideline.core.jobs import Signature
 from sideline.core.payload import Payload
+from sideline.core.results import JobFailed, JobInfo, JobState, ResultRecord
 from sideline.core.run import NodeStatus, RunStatus
 from sideline.core.workflow import Chain, Dag, Group, WithDelay
 from sideline.runtime.admin import Admin
 from sideline.runtime.app import App
 from sideline.runtime.batches import Batch, BatchStatus
+from sideline.runtime.handles import JobHandle
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import JobContext, current_job
 from sideline.runtime.observers import Observer
@@ -43,7 +47,13 @@ __all__ = [
     "Group",
     "Job",
     "JobContext",
+    "JobFailed",
+    "JobHandle",
+    "JobInfo",
     "JobRejected",
+    "JobState",
+    "JobStopped",
+    "JobTimeout",
     "MemoryBackend",
     "NodeInfo",
     "NodeStatus",
@@ -51,6 +61,7 @@ __all__ = [
     "Payload",
     "PayloadError",
     "PoisonPill",
+    "ResultRecord",
     "RunExpired",
     "RunInfo",
     "RunStatus",

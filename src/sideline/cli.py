@@ -34,6 +34,7 @@ from sideline.adapters.redis import RedisBackend
 from sideline.core.batch import Callback
 from sideline.core.errors import ConfigurationError, SidelineError
 from sideline.core.ports import SortedEntry
+from sideline.core.results import JobInfo, JobState
 from sideline.core.run import RunStatus
 from sideline.demo import run_demo
 from sideline.runtime.admin import Admin
@@ -137,7 +138,8 @@ def _supervise(settings: WorkerSettings, app: App) -> int:
     child_args = ["--app", str(settings.app), "-c", str(settings.concurrency),
                   "--prefetch", str(settings.prefetch), "-q", settings.queues_text(),
                   "-t", f"{settings.shutdown_timeout_s:g}",
-                  "--max-jobs-per-child", str(settings.max_jobs_per_child)]
+                  "--max-jobs-per-child", str(settings.max_jobs_per_child),
+                  "--async-concurrency", str(settings.async_concurrency)]
     base = settings.instance_id or f"{socket.gethostname()}:{os.getpid()}"
     return Supervisor(settings.processes, child_args, base,
                       settings.shutdown_timeout_s).run()
@@ -159,7 +161,8 @@ def _worker(args: argparse.Namespace) -> int:
                     heartbeat_interval_s=settings.heartbeat_interval_s,
                     heartbeat_ttl_s=settings.heartbeat_ttl_s,
                     recovery_interval_s=settings.recovery_interval_s,
-                    max_jobs=settings.max_jobs_per_child)
+                    max_jobs=settings.max_jobs_per_child,
+                    async_concurrency=settings.async_concurrency)
     done = threading.Event()
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -658,6 +661,103 @@ def _orphans_act(args: argparse.Namespace, admin: Admin, found: Sequence[Orphan]
     return _report(args, action, count, jids, missing, where="jobs held by dead workers")
 
 
+# -- one job: its stored state, progress and result; stop it ------------------------------
+
+_ENDED = (JobState.SUCCEEDED, JobState.FAILED)
+
+
+def _job_json(info: JobInfo) -> dict[str, Any]:
+    """Every field of a JobInfo; `result` is null or {state, value | error_class and
+    error_message, finished_at}."""
+    data: dict[str, Any] = attrs.asdict(info, recurse=False)
+    data["state"] = str(info.state)
+    record = info.result
+    if record is not None:
+        result: dict[str, Any] = {"state": str(record.state), "finished_at": record.finished_at}
+        if record.state is JobState.SUCCEEDED:
+            result["value"] = record.value
+        else:
+            result.update(error_class=record.error_class, error_message=record.error_message)
+        data["result"] = result
+    return data
+
+
+def _job_lines(info: JobInfo) -> list[tuple[str, str]]:
+    """A job's fields as (label, text) lines: nothing cut, each on one line."""
+    progress = "-" if info.progress is None else f"{100 * info.progress:.0f}% ({info.progress:g})"
+    lines = [("jid", info.jid), ("state", str(info.state)), ("progress", progress),
+             ("message", "-" if info.message is None else info.message.translate(_FLAT)),
+             ("meta", json.dumps(info.meta, ensure_ascii=False) if info.meta else "-"),
+             ("worker", info.worker or "-"), ("started", _utc(info.started_at)),
+             ("retry count", str(info.retry_count))]
+    record = info.result
+    if record is None:
+        return [*lines, ("result", "-")]
+    lines += [("result", str(record.state)), ("finished", _utc(record.finished_at or None))]
+    if record.state is JobState.SUCCEEDED:
+        return [*lines, ("value", json.dumps(record.value, ensure_ascii=False))]
+    return [*lines, ("error", _error_text(record.error_class, record.error_message)
+                     .translate(_FLAT))]
+
+
+def _job(args: argparse.Namespace) -> int:
+    app = _reading_app(args)
+    try:
+        info = app.admin.job(args.jid)
+    finally:
+        app.backend.close()
+    if args.json:
+        print(json.dumps(_job_json(info)))
+        return 0
+    lines = _job_lines(info)
+    width = max(len(label) for label, _text in lines)
+    for label, text in lines:
+        print(f"{label:<{width}}  {text}")
+    if info == JobInfo(info.jid):
+        print("(nothing is stored for this job: it is queued, scheduled or not started yet, "
+              "or it stores no result and reported no progress, or what it stored expired, "
+              "or there is no such job)")
+    return 0
+
+
+def _stop_job(args: argparse.Namespace) -> int:
+    """Ask for a job to be stopped, unless its stored state says it has ended (a stop
+    request is kept a day: it would stop a later job given the same jid)."""
+    app = _reading_app(args)
+    try:
+        state = app.admin.job(args.jid).state
+        requested = state not in _ENDED
+        if requested:
+            app.admin.stop_job(args.jid)
+    finally:
+        app.backend.close()
+    if args.json:
+        print(json.dumps({"jid": args.jid, "state": str(state), "stop_requested": requested}))
+    elif requested:
+        print(f"stop requested for job {args.jid} ({state}): the worker running it stops it "
+              "within about a second; if it is not running now, it is stopped if it starts "
+              "within a day")
+    else:
+        print(f"sideline: error: job {args.jid} has already ended ({state}): nothing to stop",
+              file=sys.stderr)
+    return 0 if requested else 1
+
+
+def _job_parsers(commands: Any) -> None:
+    """`job` and `stop-job`: one job's stored state, progress and result; stop it."""
+    one = commands.add_parser("job", help="one job's state, progress, message, meta and "
+                              "result (what is stored about it)")
+    one.add_argument("jid")
+    _reading_options(one)
+    one.set_defaults(handler=_job)
+
+    stop = commands.add_parser("stop-job", help="ask the worker running a job to stop it "
+                               "(it goes to the dead set)")
+    stop.add_argument("jid")
+    _reading_options(stop)
+    stop.set_defaults(handler=_stop_job)
+
+
 def is_loopback(host: str) -> bool:
     """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
@@ -717,18 +817,7 @@ def _enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sideline", description="sideline background jobs")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING... (SIDELINE_LOG_LEVEL; "
-                        "default INFO, WARNING for demo)")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    demo = commands.add_parser("demo", help="run the proof workflows on an embedded worker")
-    demo.add_argument("-c", "--concurrency", type=int, default=4, help="worker threads")
-    demo.set_defaults(handler=_demo)
-
-    worker = commands.add_parser("worker", help="run a worker process")
+def _worker_parser(worker: argparse.ArgumentParser) -> None:
     worker.add_argument("--app", help="package.module:app (SIDELINE_APP)")
     worker.add_argument("-c", "--concurrency", type=int, help="threads (SIDELINE_CONCURRENCY)")
     worker.add_argument("--prefetch", type=int,
@@ -746,7 +835,24 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-jobs-per-child", dest="max_jobs_per_child", type=int,
                         help="a worker process is replaced after this many jobs "
                         "(SIDELINE_MAX_JOBS_PER_CHILD, default 0: never)")
+    worker.add_argument("--async-concurrency", dest="async_concurrency", type=int,
+                        help="async jobs run at once on the process's event loop "
+                        "(SIDELINE_ASYNC_CONCURRENCY, default 100)")
     worker.set_defaults(handler=_worker)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sideline", description="sideline background jobs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING... (SIDELINE_LOG_LEVEL; "
+                        "default INFO, WARNING for demo)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the proof workflows on an embedded worker")
+    demo.add_argument("-c", "--concurrency", type=int, default=4, help="worker threads")
+    demo.set_defaults(handler=_demo)
+
+    _worker_parser(commands.add_parser("worker", help="run a worker process"))
 
     web = commands.add_parser("web", help="serve the web dashboard")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
@@ -790,6 +896,7 @@ def _parser() -> argparse.ArgumentParser:
     one.set_defaults(handler=_batch)
 
     _ops_parsers(commands)
+    _job_parsers(commands)
 
     push = commands.add_parser("enqueue", help="push a job by name")
     push.add_argument("name")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sideline.core.errors import SchemaError
+from sideline.core.errors import JobStopped, RemoteJobError, SchemaError
 from sideline.core.jobs import JobOptions
 from sideline.core.payload import Payload
+from sideline.core.results import JobState, ResultRecord
 from sideline.core.retry import backoff_s
 from sideline.core.settlement import (
     Action,
@@ -112,11 +114,55 @@ def test_base_exceptions_are_failures_like_any_other(error: BaseException) -> No
     assert settlement.payload.error_class == type(error).__name__
 
 
-def test_a_timeout_and_a_stop_are_failures_with_their_own_class() -> None:
+def test_a_timeout_is_a_failure_under_the_retry_policy() -> None:
     timed_out = decide(Outcome(timed_out=True), PLAIN, JobOptions(), 1.0, 0.0)
-    stopped = decide(Outcome(stopped=True), PLAIN, JobOptions(), 1.0, 0.0)
     assert (timed_out.action, timed_out.payload.error_class) == (Action.RETRY, "JobTimeout")
-    assert (stopped.action, stopped.payload.error_class) == (Action.RETRY, "JobStopped")
+    last = decide(Outcome(timed_out=True), attrs.evolve(PLAIN, retry_count=3), JobOptions(),
+                  1.0, 0.0)
+    assert (last.action, last.exhausted) == (Action.BURY, True)
+
+
+def test_a_job_stopped_by_hand_is_buried_at_once_and_fails_its_step() -> None:
+    stopped = decide(Outcome(error=JobStopped("stopped by request"), stopped=True), STEP,
+                     JobOptions(), 1.0, 0.0)
+    assert (stopped.action, stopped.reason, stopped.node, stopped.exhausted) == (
+        Action.BURY, "stopped: stopped by request", NodeEvent.FAILED, False)
+    assert stopped.payload.error_class == "JobStopped"
+
+
+def test_a_step_stopped_because_its_run_was_cancelled_is_acked_without_a_node_event() -> None:
+    settled = decide(Outcome(error=JobStopped("its workflow run was cancelled"), stopped=True,
+                             run_cancelled=True), STEP, JobOptions(), 1.0, 0.0)
+    assert (settled.action, settled.node, settled.failed) == (Action.ACK, None, 0)
+
+
+def test_a_job_that_stores_results_records_its_value_error_or_retry() -> None:
+    options = JobOptions(store_result=True, result_ttl_s=60)
+    acked = decide(Outcome(value={"n": 1}), PLAIN, options, 5.0, 0.0)
+    assert (acked.tracked, acked.result_ttl_s) == (True, 60)
+    assert acked.result is not None
+    assert ResultRecord.decode(acked.result) == ResultRecord(JobState.SUCCEEDED, {"n": 1},
+                                                             finished_at=5.0)
+    retried = decide(Outcome(error=raised(ValueError("x"))), PLAIN, options, 5.0, 0.0)
+    assert (retried.action, retried.tracked, retried.result) == (Action.RETRY, True, None)
+    dead = decide(Outcome(error=raised(ValueError("x"))), attrs.evolve(PLAIN, retry=0),
+                  options, 5.0, 0.0)
+    assert dead.result is not None
+    record = ResultRecord.decode(dead.result)
+    assert (record.state, record.error_class, record.error_message) == (
+        JobState.FAILED, "ValueError", "x")
+    cancelled = decide(Outcome(error=JobStopped("its workflow run was cancelled"),
+                               stopped=True, run_cancelled=True), STEP, options, 5.0, 0.0)
+    assert cancelled.result is not None
+    assert ResultRecord.decode(cancelled.result).error_class == "JobStopped"
+    plain = decide(Outcome(value=1), PLAIN, JobOptions(), 5.0, 0.0)
+    assert (plain.tracked, plain.result) == (False, None)
+
+
+def test_a_remote_error_is_recorded_as_the_remote_class() -> None:
+    record = ErrorRecord.of(RemoteJobError("KeyError", "'k'", "Traceback\n  line\nKeyError: 'k'"))
+    assert (record.error_class, record.message, record.backtrace[-1]) == (
+        "KeyError", "'k'", "KeyError: 'k'")
 
 
 def test_bury_without_running_touches_the_run_only_when_asked() -> None:

@@ -13,6 +13,7 @@ __all__ = [
     "JobTimeout",
     "PayloadError",
     "PoisonPill",
+    "RemoteJobError",
     "RunExpired",
     "SchemaError",
     "SerializationError",
@@ -74,6 +75,22 @@ class JobTimeout(SidelineError):
 
 class JobStopped(SidelineError):
     """A running job was stopped (its run cancelled, or stopped by hand)."""
+
+
+class RemoteJobError(SidelineError):
+    """A job that ran elsewhere (a child process) raised there: its class name, message
+    and formatted traceback, recorded as the job's own error (its class is the remote
+    one in the dead set and in `JobFailed`)."""
+
+    def __init__(self, error_class: str, message: str, backtrace: str) -> None:
+        self.error_class = error_class
+        self.message = message
+        self.backtrace = backtrace
+        """The remote formatted traceback text ("" when there is none)."""
+        super().__init__(f"{error_class}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.error_class, self.message, self.backtrace))
 
 
 class WorkflowError(SidelineError):

@@ -11,9 +11,13 @@ import attrs
 
 from sideline.core.errors import ConfigurationError, UnknownJob
 from sideline.core.payload import check_json_native
+from sideline.core.results import DEFAULT_RESULT_TTL_S
 from sideline.core.retry import DEFAULT_MAX_RETRIES, RetryIn
 
-__all__ = ["JobOptions", "JobSpec", "Registry", "Signature", "normalize_retry"]
+__all__ = ["ISOLATIONS", "JobOptions", "JobSpec", "Registry", "Signature", "normalize_retry"]
+
+ISOLATIONS = ("thread", "process")
+"""Where a blocking job runs: a worker thread, or a child process that can be killed."""
 
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
@@ -43,7 +47,7 @@ def _async_kind(func: Callable[..., Any]) -> str | None:
 
 
 def _is_async(func: object) -> bool:
-    return inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
+    return inspect.iscoroutinefunction(func)
 
 
 def check_queue_name(queue: str) -> str:
@@ -70,6 +74,25 @@ class JobOptions:
     """Retry a typed job whose data failed its schema (default: straight to the dead set)."""
     memory_namespace: str | None = None
     """Write this step's output to run memory as "<namespace>.<key>" (default: "<key>")."""
+    store_result: bool = False
+    """Keep the job's return value (or the error it died of) for `JobHandle.result()`."""
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S
+    """How long a stored result, and the job's state and progress, are kept."""
+    isolation: str = "thread"
+    """"thread": the job runs on a worker thread (a timeout is soft); "process": in a
+    child process of a small pool, killed at its timeout or when stopped."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.isolation not in ISOLATIONS:
+            raise ConfigurationError(
+                f"isolation must be one of {', '.join(ISOLATIONS)}, got {self.isolation!r}")
+        if self.timeout_s is not None and not (
+                isinstance(self.timeout_s, int | float) and self.timeout_s > 0):
+            raise ConfigurationError(f"timeout must be a number of seconds > 0, got {self.timeout_s!r}")
+        if isinstance(self.result_ttl_s, bool) or not isinstance(self.result_ttl_s, int) or (
+                self.result_ttl_s <= 0):
+            raise ConfigurationError(
+                f"result_ttl_s must be whole seconds > 0, got {self.result_ttl_s!r}")
 
 
 @attrs.frozen
@@ -85,13 +108,24 @@ class JobSpec:
     """The attrs class the job's return value is checked against."""
 
     def __attrs_post_init__(self) -> None:
-        # Until coroutines are run, an async job would "succeed" without running its body.
-        kind = _async_kind(self.func)
-        if kind is not None:
+        if inspect.isasyncgenfunction(self.func):
             raise ConfigurationError(
-                f"job {self.name!r} is {kind}; sideline does not run coroutines yet (the "
-                "coroutine would never be awaited, yet the job would count as succeeded): "
-                "declare a plain def, calling asyncio.run(...) inside it if it needs async code")
+                f"job {self.name!r} is an async generator; declare an async def that "
+                "returns its value")
+        if self.options.isolation == "process":
+            if self.is_async:
+                raise ConfigurationError(
+                    f"job {self.name!r} is async: isolation='process' is for blocking "
+                    "code (an async job is cancelled at its timeout on the event loop)")
+            if self.typed:
+                raise ConfigurationError(
+                    f"job {self.name!r} is typed: isolation='process' passes plain JSON "
+                    "arguments and results only")
+
+    @property
+    def is_async(self) -> bool:
+        """True when the job's code is a coroutine function (run on the worker's loop)."""
+        return _async_kind(self.func) is not None
 
     @property
     def typed(self) -> bool:

@@ -27,6 +27,7 @@ __all__ = [
     "InstanceRegistry",
     "MemoryStore",
     "QueuePort",
+    "ResultStore",
     "ScheduleStore",
     "SettlePort",
     "Settled",
@@ -408,6 +409,11 @@ class SettlePort(Protocol):
         job opened) is not completed now: it completes when the last of them succeeds
         (at once if all have), and dies if a job of one of them dies.
 
+        Results: when `settlement.tracked` (the job stores its result), an ack or a burial
+        stores `settlement.result` as the job's result (replacing an earlier one) and sets
+        the state of its info record, a retry sets the state "retrying" and the retry
+        count; both expire `result_ttl_s` from now. Waiters on the result are woken.
+
         Raises:
             RunExpired: a node succeeded but its run's state is missing; nothing was
                 applied (the delivery is still held).
@@ -455,8 +461,52 @@ class BatchStore(Protocol):
         ...
 
 
+class ResultStore(Protocol):
+    """Job results, job state and progress, run completion signals and stop requests.
+
+    A result is written by `settle` (`Settlement.result`), atomically with the ack; the
+    rest are small records next to it. Waiting blocks on a signal the writer gives, never
+    by polling.
+    """
+
+    def get_results(self, jids: Sequence[str]) -> list[str | None]:
+        """The stored result records (JSON text, core.results.ResultRecord) of `jids`, in
+        order; None where none is stored (not finished, not stored, or expired)."""
+        ...
+
+    def wait_result(self, jid: str, timeout_s: float) -> str | None:
+        """Block until the result of `jid` is stored (at most `timeout_s`); return it, or
+        None on timeout. Any number of callers may wait on one job at once."""
+        ...
+
+    def set_job_info(self, jid: str, fields: Mapping[str, str], ttl_s: int) -> None:
+        """Merge `fields` into the job's info record (state, progress, message, meta...),
+        which expires `ttl_s` from now."""
+        ...
+
+    def job_info(self, jid: str) -> dict[str, str]:
+        """The job's info record (empty if none is stored)."""
+        ...
+
+    def wait_run(self, run_id: str, timeout_s: float) -> bool:
+        """Block until run `run_id` finishes (at most `timeout_s`); True if it has (a run
+        that finished before the call returns at once), False on timeout. The signal is
+        given by the atomic step that finishes the run and withdrawn when a failed run is
+        revived; a run without state never signals."""
+        ...
+
+    def request_stop(self, targets: Sequence[str], now: float) -> None:
+        """Ask the workers to stop the running jobs `targets` ("jid:<jid>" or
+        "run:<run_id>": every job of the run); a request is kept for a day."""
+        ...
+
+    def stop_requests(self, targets: Sequence[str]) -> list[str]:
+        """Those of `targets` someone asked to stop (`request_stop`)."""
+        ...
+
+
 class Backend(QueuePort, ScheduleStore, WorkflowStore, InstanceRegistry, MemoryStore,
-              SettlePort, BatchStore, Protocol):
+              SettlePort, BatchStore, ResultStore, Protocol):
     """Everything the runtime needs: one object per adapter implements every port."""
 
     def close(self) -> None:

@@ -19,9 +19,10 @@ from typing import Any
 import attrs
 
 from sideline.core.batch import BatchEvent
-from sideline.core.errors import JobStopped, JobTimeout, SchemaError
+from sideline.core.errors import JobStopped, JobTimeout, RemoteJobError, SchemaError
 from sideline.core.jobs import JobOptions
 from sideline.core.payload import Payload
+from sideline.core.results import JobState, ResultRecord
 from sideline.core.retry import next_retry_delay_s
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "Settlement",
     "bury",
     "decide",
+    "recording",
     "stat_buckets",
 ]
 
@@ -64,6 +66,8 @@ class Outcome:
     error: BaseException | None = None
     timed_out: bool = False
     stopped: bool = False
+    run_cancelled: bool = False
+    """It was stopped because its workflow run was cancelled (acked, not kept dead)."""
     opened_batches: tuple[str, ...] = ()
     """Batches the run opened that hold its workflow step (dynamic fan-out)."""
 
@@ -84,6 +88,9 @@ class ErrorRecord:
     @classmethod
     def of(cls, error: BaseException, lines: int = BACKTRACE_LINES) -> ErrorRecord:
         """The record of `error`, keeping the innermost `lines` lines of its backtrace."""
+        if isinstance(error, RemoteJobError):  # the remote error is the job's own
+            remote = error.backtrace.rstrip("\n").split("\n") if error.backtrace else []
+            return cls(error.error_class, error.message, tuple(remote[-lines:]))
         formatted = traceback.format_exception(type(error), error, error.__traceback__)
         text = "".join(formatted).rstrip("\n").split("\n")
         return cls(type(error).__name__, str(error), tuple(text[-lines:]))
@@ -110,6 +117,10 @@ class Settlement:
         release_unique: the uniqueness lock the job holds is released.
         await_batches: batches a workflow step's job opened (`Outcome.opened_batches`);
             the step completes when they succeed.
+        tracked: the job stores its result (`store_result`): a retry records the state
+            "retrying" in its info record, an ack or a burial stores `result`.
+        result: the result record to store (JSON text, core.results.ResultRecord).
+        result_ttl_s: how long the result and the info record are kept.
     """
 
     action: Action
@@ -124,6 +135,9 @@ class Settlement:
     failed: int = 0
     release_unique: bool = False
     await_batches: tuple[str, ...] = ()
+    tracked: bool = False
+    result: str | None = None
+    result_ttl_s: int = 0
 
     @property
     def batch(self) -> BatchEvent | None:
@@ -150,18 +164,28 @@ def decide(outcome: Outcome, payload: Payload, options: JobOptions, now: float,
         now: the time of the decision (seconds since the epoch).
         draw: a uniform float in [0, 1) for the backoff's jitter.
     """
+    return recording(_decide(outcome, payload, options, now, draw), options, now, outcome)
+
+
+def _decide(outcome: Outcome, payload: Payload, options: JobOptions, now: float,
+            draw: float) -> Settlement:
     step = payload.run_id is not None and payload.node_id is not None
     if outcome.succeeded:
         return Settlement(Action.ACK, payload, node=NodeEvent.SUCCEEDED if step else None,
                           release_unique=payload.unique_key is not None,
                           await_batches=outcome.opened_batches if step else ())
     error = outcome.error if outcome.error is not None else _stand_in(outcome)
+    if outcome.stopped and outcome.run_cancelled:
+        # its run was cancelled: nothing to keep or retry, and the run is over already
+        return Settlement(Action.ACK, payload, release_unique=payload.unique_key is not None)
     record = ErrorRecord.of(error)
     failed = attrs.evolve(payload, error_class=record.error_class,
                           error_message=record.message, error_backtrace=list(record.backtrace),
                           failed_at=now)
     if isinstance(error, SchemaError) and not options.retry_schema_errors:
         return _bury(failed, record, str(error), step, exhausted=True)
+    if outcome.stopped:  # stopped by hand: kept in the dead set, never retried on its own
+        return _bury(failed, record, f"stopped: {record.message}", step, exhausted=False)
     delay_s = next_retry_delay_s(payload.retry_count, payload.retry, error, draw,
                                  options.retry_in)
     if delay_s is not None:
@@ -174,6 +198,29 @@ def decide(outcome: Outcome, payload: Payload, options: JobOptions, now: float,
         reason = (f"retries exhausted ({payload.retry}) after {record.error_class}: "
                   f"{record.message}")
     return _bury(failed, record, reason, step, exhausted=True)
+
+
+def recording(settlement: Settlement, options: JobOptions | None, now: float,
+              outcome: Outcome | None = None) -> Settlement:
+    """`settlement` with the result a `store_result` job leaves (options None: unknown job,
+    nothing stored): an ack stores its value (or the stop of a cancelled run's step), a
+    burial its error, a retry only its state."""
+    if options is None or not options.store_result:
+        return settlement
+    result: ResultRecord | None = None
+    if settlement.action is Action.ACK:
+        error = None if outcome is None or outcome.succeeded else (
+            outcome.error if outcome.error is not None else _stand_in(outcome))
+        result = (ResultRecord(JobState.SUCCEEDED, None if outcome is None else outcome.value,
+                               finished_at=now) if error is None
+                  else ResultRecord(JobState.FAILED, None, type(error).__name__, str(error), now))
+    elif settlement.action is Action.BURY:
+        record = settlement.error
+        result = ResultRecord(JobState.FAILED, None,
+                              record.error_class if record else "Error",
+                              record.message if record else settlement.reason, now)
+    return attrs.evolve(settlement, tracked=True, result_ttl_s=options.result_ttl_s,
+                        result=None if result is None else result.encode())
 
 
 def bury(payload: Payload, error: BaseException, reason: str, now: float, *,

@@ -48,6 +48,7 @@ class Housekeeping:
     heartbeat_ttl_s: float
     recovery_interval_s: float
     reconcile_interval_s: float
+    stop_check_interval_s: float
     recovered: int
     stop_requested: threading.Event
     _stop: threading.Event
@@ -69,6 +70,10 @@ class Housekeeping:
         """Stop fetching new jobs."""
         raise NotImplementedError
 
+    def check_stops(self) -> int:
+        """Stop the running jobs someone asked to stop."""
+        raise NotImplementedError
+
     def work(self) -> list[dict[str, object]]:
         """What runs here now."""
         raise NotImplementedError
@@ -77,9 +82,12 @@ class Housekeeping:
         """Housekeeping: move due scheduled jobs, heartbeat, recover dead workers' jobs,
         reconcile this worker's own in-progress lists. A failing step never ends the loop."""
         backend = self.runtime.backend
-        next_beat = next_recovery = 0.0
+        next_beat = next_recovery = next_stop_check = 0.0
         while not self._stop.is_set():
             now = self.runtime.clock.now()
+            if now >= next_stop_check:
+                self._safely("reading stop requests", self.check_stops)
+                next_stop_check = now + self.stop_check_interval_s
             due: object = None
             if self._safely("moving due jobs", lambda: backend.move_due(now)) is not _FAILED:  # noqa: B023
                 due = self._safely("reading the next due time", backend.next_due)

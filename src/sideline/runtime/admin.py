@@ -34,9 +34,11 @@ from sideline.core.admin import (
 )
 from sideline.core.clock import Clock
 from sideline.core.ports import Backend, Delivery, SortedEntry
+from sideline.core.results import JobInfo
 from sideline.core.run import RunStatus
 from sideline.runtime import workflows
 from sideline.runtime.batches import BatchStatus
+from sideline.runtime.control import job_target
 from sideline.runtime.orphans import Orphan, Recovery
 from sideline.runtime.workflows import RunInfo
 
@@ -259,6 +261,26 @@ class Admin:
                               float(item.get("since") or 0.0))
                       for item in work if isinstance(item, dict)]
         return sorted(found, key=lambda job: job.since)
+
+    def stop_job(self, jid: str) -> None:
+        """Ask whichever worker runs job `jid` to stop it, within about a second: an async
+        job's task is cancelled, an isolated job's process killed, a thread job sees
+        `current_job().should_stop()` turn true. A stopped job goes to the dead set (not
+        retried). The request is kept for a day, so a job that starts later is stopped
+        at once; a job not running anywhere is not affected otherwise."""
+        self.backend.request_stop([job_target(jid)], self.clock.now())
+
+    def job(self, jid: str) -> JobInfo:
+        """What is stored about job `jid`: its state, progress, message, meta, and
+        result if it stores one (a job that stores nothing reads as pending)."""
+        found = self.backend.get_results([jid])[0]
+        return JobInfo.of(jid, self.backend.job_info(jid), found)
+
+    def jobs(self, jids: Sequence[str]) -> list[JobInfo]:
+        """`job` for many jids (the dashboard's Busy page)."""
+        found = self.backend.get_results(list(jids))
+        return [JobInfo.of(jid, self.backend.job_info(jid), text)
+                for jid, text in zip(jids, found, strict=True)]
 
     def quiet(self, worker_id: str) -> bool:
         """Ask a worker to stop fetching new jobs; False if it is not registered."""

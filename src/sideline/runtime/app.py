@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Literal, cast, overload
 
 import attrs
@@ -17,6 +17,7 @@ from sideline.core.errors import ConfigurationError
 from sideline.core.jobs import JobOptions, JobSpec, Registry, normalize_retry
 from sideline.core.payload import Payload
 from sideline.core.ports import Backend
+from sideline.core.results import DEFAULT_RESULT_TTL_S
 from sideline.core.retry import RetryIn
 from sideline.environment import env_number
 from sideline.runtime import orphans as orphan_ops
@@ -27,6 +28,7 @@ from sideline.runtime.batches import Batch
 from sideline.runtime.client import Client
 from sideline.runtime.config import WorkerSettings
 from sideline.runtime.context import Runtime, Settings
+from sideline.runtime.handles import JobHandle
 from sideline.runtime.jobs import Job
 from sideline.runtime.middleware import ClientMiddleware, ServerMiddleware
 from sideline.runtime.observers import DeathHandler, DeathHandlers, Observer, Observers
@@ -37,6 +39,10 @@ from sideline.runtime.worker import Worker
 from sideline.runtime.workflows import RunInfo
 
 __all__ = ["App", "DeathHandler", "TestingMode"]
+
+
+async def _typed_value(outcome: Coroutine[Any, Any, typed.Outcome]) -> Any:
+    return (await outcome).value
 
 log = logging.getLogger("sideline.client")
 
@@ -64,13 +70,18 @@ class App:
             cleared then. A failed run always keeps it: a dead step retried by hand needs it.
         observers: Observer instances told about pushes, performs, settlements and
             workers (docs/observers.md); also `app.observers`, a list.
+        store_results: the default of every job's `store_result` (default False): keep
+            each job's return value for `JobHandle.result()` (docs/results.md).
+        result_ttl_s: the default of every job's `result_ttl`: how long a stored result
+            is kept (default one day).
     """
 
     def __init__(self, backend: Backend | None = None, *, testing: TestingMode | None = None,
                  clock: Clock | None = None, random: RandomSource | None = None,
                  run_ttl_s: int | None = None, max_recoveries: int | None = None,
                  keep_memory: bool = False, finished_ttl_s: int | None = None,
-                 observers: Sequence[Observer] = ()) -> None:
+                 observers: Sequence[Observer] = (), store_results: bool = False,
+                 result_ttl_s: int = DEFAULT_RESULT_TTL_S) -> None:
         if testing not in (None, "inline", "collect"):
             raise ConfigurationError(f"testing must be None, 'inline' or 'collect', got {testing!r}")
         if backend is None:
@@ -100,6 +111,8 @@ class App:
                              after_push=self.after_push)
         """Builds, checks and pushes payloads; what `Job.enqueue*` and workflow runs use."""
         self.keep_memory = keep_memory
+        self.store_results = store_results
+        self.result_ttl_s = result_ttl_s
         self.templates = Templates(self)
         self._draining = threading.local()
 
@@ -115,6 +128,8 @@ class App:
             tags: Sequence[str] = (), on_exhausted: DeathHandler | None = None,
             input: type[Any] | None = None, output: type[Any] | None = None,
             retry_schema_errors: bool = False, memory_namespace: bool | str = False,
+            store_result: bool | None = None, result_ttl: int | None = None,
+            isolation: str = "thread",
             ) -> Callable[[Callable[..., Any]], Job[Any, Any]]: ...
 
     def job(self, func: Callable[..., Any] | None = None, /, *, name: str | None = None,
@@ -123,8 +138,11 @@ class App:
             tags: Sequence[str] = (), on_exhausted: DeathHandler | None = None,
             input: type[Any] | None = None, output: type[Any] | None = None,
             retry_schema_errors: bool = False, memory_namespace: bool | str = False,
+            store_result: bool | None = None, result_ttl: int | None = None,
+            isolation: str = "thread",
             ) -> Job[Any, Any] | Callable[[Callable[..., Any]], Job[Any, Any]]:
-        """Declare a job: a function, or a class whose instances have `perform(...)`.
+        """Declare a job: a function (`def` or `async def`), or a class whose instances
+        have `perform(...)`.
 
         Args:
             name: registry name (default: module.qualname of the function or class).
@@ -135,7 +153,10 @@ class App:
             unique_for: seconds during which a second job with the same name, arguments
                 and queue is not pushed (enqueue returns None); the lock is released when
                 the job succeeds, or expires.
-            timeout: seconds (recorded in the payload for middleware to enforce).
+            timeout: seconds the job may run (docs/jobs.md#timeouts): an async job is
+                cancelled then, an isolated one killed; a thread job sees
+                `current_job().should_stop()` turn true and is settled as JobTimeout when
+                it returns. A timeout is a failure under the retry policy.
             tags: labels shown in the dashboard.
             on_exhausted: called with (payload, error) when retries are exhausted.
             input: an attrs class: the job takes one dict (or keyword arguments),
@@ -145,6 +166,12 @@ class App:
                 failure (default: it goes straight to the dead set).
             memory_namespace: in a workflow run, write this job's output to run memory
                 as "<namespace>.<key>": True for the job's name, or a str.
+            store_result: keep the return value for `JobHandle.result()` (default: the
+                App's `store_results`); it must be JSON-native.
+            result_ttl: seconds a stored result is kept (default: the App's result_ttl_s).
+            isolation: "thread" (default), or "process": run in a child process of a
+                small pool, killed at its timeout or when stopped (plain JSON arguments
+                and result; not for async or typed jobs).
         """
 
         def declare(target: Callable[..., Any]) -> Job[Any, Any]:
@@ -155,7 +182,11 @@ class App:
             options = JobOptions(queue=queue, retry=normalize_retry(retry), retry_in=retry_in,
                                  dead=dead, unique_for_s=unique_for, timeout_s=timeout,
                                  tags=tuple(tags), retry_schema_errors=retry_schema_errors,
-                                 memory_namespace=namespace)
+                                 memory_namespace=namespace,
+                                 store_result=self.store_results if store_result is None
+                                 else store_result,
+                                 result_ttl_s=self.result_ttl_s if result_ttl is None
+                                 else result_ttl, isolation=isolation)
             spec = JobSpec(
                 job_name, target, options,
                 input=None if input is None else schema.check_schema(input, f"job {job_name!r} input"),
@@ -170,7 +201,10 @@ class App:
 
     def perform(self, spec: JobSpec, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """Call a job's code directly in this thread (no retries, no middleware, no run
-        memory); a typed job's input is structured and its output checked."""
+        memory); a typed job's input is structured and its output checked. An async job
+        returns its coroutine (await it)."""
+        if spec.is_async and spec.typed:
+            return _typed_value(typed.perform_async(spec, None, args, kwargs))
         if spec.typed:
             return typed.perform(spec, None, args, kwargs).value
         return typed.invoke(spec, args, kwargs)
@@ -197,9 +231,18 @@ class App:
         return self.client.build_payload(name, args, kwargs, **fields)
 
     def enqueue(self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
-                *, at: float | None = None, queue: str | None = None) -> str | None:
-        """Push declared job `name` now (or at `at`); return its jid, None if middleware dropped it."""
-        return self.client.enqueue(name, args, kwargs, at=at, queue=queue)
+                *, at: float | None = None, queue: str | None = None) -> JobHandle | None:
+        """Push declared job `name` now (or at `at`); return its handle (a str of its jid),
+        None if middleware dropped it."""
+        jid = self.client.enqueue(name, args, kwargs, at=at, queue=queue)
+        if jid is None:
+            return None
+        return JobHandle(jid, self.backend,
+                         stores_result=self.registry.get(name).options.store_result)
+
+    def handle(self, jid: str) -> JobHandle:
+        """The handle of job `jid`: its status, progress and (stored) result."""
+        return JobHandle(jid, self.backend)
 
     def enqueue_bulk(self, name: str, arg_lists: Iterable[Sequence[Any]]) -> list[str]:
         """Push many jobs of one kind in a single backend call; return the pushed jids."""
@@ -212,16 +255,20 @@ class App:
 
     # -- workflows and workers -------------------------------------------------------------
 
-    def status(self, run_id: str) -> RunInfo:
-        """The run's status and every node's status (raises RunExpired if it is gone)."""
-        return workflows.status(self, run_id)
+    def status(self, run_id: str, *, results: bool = False) -> RunInfo:
+        """The run's status and every node's status (raises RunExpired if it is gone);
+        with `results`, also the stored results of its steps (`RunInfo.outputs`, jobs
+        declared with store_result=True) and the progress its running steps reported
+        (`RunInfo.running`); more backend reads."""
+        return workflows.status(self, run_id, results=results)
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a run; False if it had already ended."""
         return workflows.cancel(self, run_id)
 
     def wait(self, run_id: str, timeout_s: float = 30.0) -> RunInfo:
-        """Block until the run finishes; raise TimeoutError after `timeout_s`."""
+        """Block until the run finishes (on its completion signal, without polling); raise
+        TimeoutError after `timeout_s`."""
         return workflows.wait(self, run_id, timeout_s)
 
     def memory(self, run_id: str) -> dict[str, Any]:

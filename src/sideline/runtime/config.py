@@ -14,6 +14,7 @@ import attrs
 from sideline.core.errors import ConfigurationError
 from sideline.core.jobs import check_queue_name
 from sideline.environment import env_number
+from sideline.runtime.aio import DEFAULT_ASYNC_CONCURRENCY
 
 __all__ = ["ENVIRONMENT", "WorkerSettings", "env_number", "parse_queues"]
 
@@ -31,6 +32,7 @@ ENVIRONMENT: dict[str, str] = {
     "fetch_timeout_s": "SIDELINE_FETCH_TIMEOUT_S",
     "processes": "SIDELINE_PROCESSES",
     "max_jobs_per_child": "SIDELINE_MAX_JOBS_PER_CHILD",
+    "async_concurrency": "SIDELINE_ASYNC_CONCURRENCY",
 }
 """Setting name -> environment variable (SIDELINE_REDIS_URL is read by RedisBackend)."""
 
@@ -79,6 +81,8 @@ class WorkerSettings:
     max_jobs_per_child: int = 0
     """A worker process stops after this many jobs and its supervisor starts a fresh one
     (0: never); for jobs that leak memory."""
+    async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY
+    """Async jobs one worker process runs at once on its event loop."""
 
     @classmethod
     def resolve(cls, arguments: Mapping[str, object], environ: Mapping[str, str] | None = None
@@ -94,7 +98,8 @@ class WorkerSettings:
                 values[name] = env[variable]
         if isinstance(values.get("queues"), str):
             values["queues"] = parse_queues(str(values["queues"]))
-        for name in ("concurrency", "prefetch", "processes", "max_jobs_per_child"):
+        for name in ("concurrency", "prefetch", "processes", "max_jobs_per_child",
+                     "async_concurrency"):
             if name in values:
                 try:
                     values[name] = int(str(values[name]))
@@ -108,6 +113,9 @@ class WorkerSettings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.processes < 1:
             raise ConfigurationError(f"processes must be at least 1, got {settings.processes}")
+        if settings.async_concurrency < 1:
+            raise ConfigurationError(
+                f"async_concurrency must be at least 1, got {settings.async_concurrency}")
         if settings.max_jobs_per_child < 0:
             raise ConfigurationError(
                 f"max_jobs_per_child must be 0 (never) or more, got {settings.max_jobs_per_child}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from sideline.core.jobs import JobSpec, Signature
 from sideline.runtime import typed
+from sideline.runtime.handles import JobHandle
 
 if TYPE_CHECKING:
     from sideline.runtime.app import App
@@ -48,6 +50,7 @@ class Job(Generic[P, R]):
         self.__doc__ = getattr(spec.func, "__doc__", None)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the job's code here and now (an async job: returns its coroutine)."""
         result: R = self.app.perform(self.spec, list(args), dict(kwargs))
         return result
 
@@ -64,17 +67,30 @@ class Job(Generic[P, R]):
         typed.check_arguments(self.spec, args, kwargs, partial=True)
         return Signature(self.name, tuple(args), dict(kwargs))
 
-    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
-        """Push the job now; return its jid (None if client middleware dropped it)."""
-        return self.client.enqueue(self.name, args, kwargs)
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle | None:
+        """Push the job now; return its handle, a str of its jid (None if client
+        middleware dropped it, or an identical unique job is pending)."""
+        return self._handle(self.client.enqueue(self.name, args, kwargs))
 
-    def enqueue_in(self, delay_s: float, *args: Any, **kwargs: Any) -> str | None:
+    async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle | None:
+        """`enqueue` for async code: the push runs on a thread, the loop stays free."""
+        return await asyncio.to_thread(self.enqueue, *args, **kwargs)
+
+    def enqueue_in(self, delay_s: float, *args: Any, **kwargs: Any) -> JobHandle | None:
         """Push the job to run `delay_s` seconds from now."""
-        return self.client.enqueue(self.name, args, kwargs, at=self.client.clock.now() + delay_s)
+        return self._handle(self.client.enqueue(self.name, args, kwargs,
+                                                at=self.client.clock.now() + delay_s))
 
-    def enqueue_at(self, at: float, *args: Any, **kwargs: Any) -> str | None:
+    def enqueue_at(self, at: float, *args: Any, **kwargs: Any) -> JobHandle | None:
         """Push the job to run at `at` (seconds since the epoch)."""
-        return self.client.enqueue(self.name, args, kwargs, at=at)
+        return self._handle(self.client.enqueue(self.name, args, kwargs, at=at))
+
+    def handle(self, jid: str) -> JobHandle:
+        """The handle of an earlier push of this job, from its jid."""
+        return JobHandle(jid, self.app.backend, stores_result=self.spec.options.store_result)
+
+    def _handle(self, jid: str | None) -> JobHandle | None:
+        return None if jid is None else self.handle(jid)
 
     def enqueue_bulk(self, arg_lists: Iterable[Sequence[Any]]) -> list[str]:
         """Push one job per argument list in a single backend call; return the jids."""

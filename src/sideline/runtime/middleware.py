@@ -9,7 +9,7 @@ to continue the chain, and return (or transform) its result.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,8 @@ import attrs
 
 from sideline.core.errors import SidelineError, WorkflowError
 from sideline.core.payload import Payload
+from sideline.core.results import info_fields
+from sideline.runtime.control import JobControl
 
 if TYPE_CHECKING:
     from sideline.core.jobs import JobSpec
@@ -37,6 +39,34 @@ class JobContext:
     worker_id: str
     opened: list[str] = attrs.field(factory=list)
     """Batches this run of a workflow step opened (its successors wait for them)."""
+    control: JobControl = attrs.field(factory=JobControl)
+    """The job's deadline and stop flag (runtime/control.py)."""
+
+    def should_stop(self) -> bool:
+        """True when the job should return now: its timeout passed, or someone asked it
+        to stop (`app.admin.stop_job`, or its workflow run was cancelled).
+
+        A thread job cannot be interrupted safely; a long one checks this between units
+        of work. Whatever it returns after that is settled as a timeout (retried under
+        its retry policy) or a stop (not retried).
+        """
+        return self.control.should_stop()
+
+    def progress(self, fraction: float, message: str | None = None, *,
+                 meta: Mapping[str, Any] | None = None) -> None:
+        """Record how far the job is (0.0 to 1.0), an optional message and a small JSON
+        `meta` dict, readable through its JobHandle, `app.admin.job(jid)` and the
+        dashboard. Each call is one backend write: report per chunk of work, not per item.
+
+        Raises:
+            SidelineError: `fraction` is not a number from 0 to 1.
+            SerializationError: `meta` is not JSON-native.
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not (
+                0.0 <= fraction <= 1.0):
+            raise SidelineError(f"progress takes a fraction from 0.0 to 1.0, got {fraction!r}")
+        fields = info_fields(progress=float(fraction), message=message, meta=meta)
+        self.app.backend.set_job_info(self.payload.jid, fields, self.spec.options.result_ttl_s)
 
     @property
     def batch(self) -> Batch | None:

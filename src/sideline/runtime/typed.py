@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from sideline.core.clock import Clock
     from sideline.core.ports import Backend
 
-__all__ = ["Outcome", "RunAccess", "check_arguments", "explicit_arguments", "hydrate", "invoke",
-           "memory_values", "perform"]
+__all__ = ["Outcome", "RunAccess", "call_arguments", "check_arguments", "check_output",
+           "explicit_arguments", "hydrate", "invoke", "memory_values", "perform",
+           "perform_async"]
 
 
 class RunAccess(Protocol):
@@ -133,11 +134,36 @@ def perform(spec: JobSpec, arguments: Mapping[str, Any] | None, args: Sequence[A
     Raises:
         SchemaError: the input or the output does not fit its schema.
     """
-    if spec.input is not None:
-        data = explicit_arguments(spec, args, kwargs) if arguments is None else arguments
-        value = invoke(spec, [schema.structure(data, spec.input, _subject(spec, "input"))], {})
-    else:
-        value = invoke(spec, args, kwargs)
+    call_args, call_kwargs = call_arguments(spec, arguments, args, kwargs)
+    return check_output(spec, invoke(spec, call_args, call_kwargs))
+
+
+async def perform_async(spec: JobSpec, arguments: Mapping[str, Any] | None,
+                        args: Sequence[Any], kwargs: Mapping[str, Any]) -> Outcome:
+    """`perform` for an async job: the coroutine is awaited before its Output is checked."""
+    call_args, call_kwargs = call_arguments(spec, arguments, args, kwargs)
+    return check_output(spec, await invoke(spec, call_args, call_kwargs))
+
+
+def call_arguments(spec: JobSpec, arguments: Mapping[str, Any] | None, args: Sequence[Any],
+                   kwargs: Mapping[str, Any]) -> tuple[Sequence[Any], Mapping[str, Any]]:
+    """What a typed job is called with: its structured Input (or the plain arguments).
+
+    Raises:
+        SchemaError: the input does not fit its schema.
+    """
+    if spec.input is None:
+        return args, kwargs
+    data = explicit_arguments(spec, args, kwargs) if arguments is None else arguments
+    return [schema.structure(data, spec.input, _subject(spec, "input"))], {}
+
+
+def check_output(spec: JobSpec, value: Any) -> Outcome:
+    """A typed job's value checked against its Output, with what run memory gets.
+
+    Raises:
+        SchemaError: the output does not fit its schema.
+    """
     if spec.output is not None:
         checked = schema.structure(value, spec.output, _subject(spec, "output"))
         return Outcome(checked, schema.unstructure(checked, _subject(spec, "output")))

@@ -8,10 +8,12 @@ Sidekiq does).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -23,12 +25,15 @@ from sideline.core.payload import decode
 from sideline.core.ports import Delivery
 from sideline.runtime._env import new_id
 from sideline.runtime._housekeeping import Housekeeping
+from sideline.runtime.aio import DEFAULT_ASYNC_CONCURRENCY, AsyncRunner
 from sideline.runtime.context import Runtime
-from sideline.runtime.executor import process
+from sideline.runtime.control import RunningJobs
+from sideline.runtime.executor import Lanes, process
 from sideline.runtime.observers import notify
 
 if TYPE_CHECKING:
     from sideline.runtime.app import App
+    from sideline.runtime.isolation import ProcessPool
 
 __all__ = ["Worker"]
 
@@ -67,6 +72,10 @@ class Worker(Housekeeping):
             a job is pushed back only when two checks this far apart both found it
             unaccounted for. Keep it above the Redis timeout.
         max_jobs: quiet the worker after this many jobs (0: never; see `max_jobs`).
+        async_concurrency: how many async jobs run at once on the worker's event loop
+            (started when the app declares an async job).
+        stop_check_interval_s: how often, while jobs run, the worker asks the backend
+            whether someone wants one of them stopped.
     """
 
     def __init__(self, app: App | Runtime, *, concurrency: int = 10,
@@ -76,11 +85,15 @@ class Worker(Housekeeping):
                  poll_interval_s: float = 0.1, shutdown_timeout_s: float = 25.0,
                  heartbeat_interval_s: float = 5.0, heartbeat_ttl_s: float = 15.0,
                  recovery_interval_s: float = 5.0, prefetch: int = 0,
-                 reconcile_interval_s: float = 15.0, max_jobs: int = 0) -> None:
+                 reconcile_interval_s: float = 15.0, max_jobs: int = 0,
+                 async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY,
+                 stop_check_interval_s: float = 0.5) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
         if prefetch < 0:
             raise ConfigurationError(f"prefetch must be >= 0, got {prefetch}")
+        if async_concurrency < 1:
+            raise ConfigurationError(f"async_concurrency must be >= 1, got {async_concurrency}")
         self.runtime: Runtime = app if isinstance(app, Runtime) else app.runtime
         self.app: App = self.runtime.app
         """The user's App (for callers; the worker itself uses only `runtime`)."""
@@ -125,6 +138,17 @@ class Worker(Housekeeping):
         self.recovered = 0
         self.started_at = 0.0
         self._next_expiry = float("inf")
+        self._init_lanes(async_concurrency, stop_check_interval_s)
+
+    def _init_lanes(self, async_concurrency: int, stop_check_interval_s: float) -> None:
+        self.async_concurrency = async_concurrency
+        self.stop_check_interval_s = stop_check_interval_s
+        self.running_jobs = RunningJobs()
+        """The jobs running here, by stop target (stop requests reach them through it)."""
+        self._aio: AsyncRunner | None = None
+        self._pool: ProcessPool | None = None
+        self._lanes = Lanes(running=self.running_jobs)
+        self._handed = itertools.count(1)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -141,6 +165,7 @@ class Worker(Housekeeping):
                                               daemon=True))
         self.started_at = self.runtime.clock.now()
         self._next_reconcile = self.started_at + self.reconcile_interval_s
+        self._start_lanes()
         self._take_over_previous_incarnations()
         self._heartbeat()
         for thread in self._threads:
@@ -149,6 +174,43 @@ class Worker(Housekeeping):
                  list(self.weights))
         notify(self.runtime.observers, "worker_started", self.worker_id)
         return self
+
+    def _start_lanes(self) -> None:
+        """The event loop for async jobs and the process pool for isolated ones, when the
+        app declares such jobs."""
+        specs = [self.runtime.registry.get(name) for name in self.runtime.registry.names()]
+        if any(spec.is_async for spec in specs):
+            self._aio = AsyncRunner(self.async_concurrency).start()
+        if any(spec.options.isolation == "process" for spec in specs):
+            from sideline.runtime.isolation import ProcessPool  # noqa: PLC0415 (only when used)
+
+            self._pool = ProcessPool(self.concurrency)
+        self._lanes = Lanes(running=self.running_jobs, aio=self._aio, pool=self._pool,
+                            adopt=self._adopt, accepting=lambda: not self._stop.is_set())
+
+    def _adopt(self, delivery: Delivery) -> Callable[[], None]:
+        """Account for a job handed to the event loop (it leaves its thread); the returned
+        function forgets it once it is settled."""
+        key = -next(self._handed)
+        with self._busy_lock:
+            self._busy[key] = delivery
+            self._since[key] = self.runtime.clock.now()
+
+        def release() -> None:
+            with self._busy_lock:
+                self._busy.pop(key, None)
+                self._since.pop(key, None)
+
+        return release
+
+    def check_stops(self) -> int:
+        """Ask the backend which running jobs someone wants stopped, and stop them;
+        return how many were asked to stop."""
+        targets = self.running_jobs.targets()
+        if not targets:
+            return 0
+        requested = self.runtime.backend.stop_requests(list(targets))
+        return self.running_jobs.stop(requested, targets)
 
     def quiet(self) -> None:
         """Stop fetching new jobs; running jobs finish (Sidekiq's TSTP)."""
@@ -167,12 +229,17 @@ class Worker(Housekeeping):
         deadline = threading.Event()
         timer = threading.Timer(timeout, deadline.set)
         timer.start()
+        ends = time.monotonic() + timeout
         try:
             for thread in self._threads:
                 while thread.is_alive() and not deadline.is_set():
                     thread.join(0.05)
         finally:
             timer.cancel()
+        if self._aio is not None:  # async jobs still running after the deadline are not settled
+            self._aio.stop(ends - time.monotonic())
+        if self._pool is not None:
+            self._pool.close()
         with self._busy_lock:
             unfinished = list(self._busy.values())
             self._busy.clear()
@@ -292,7 +359,7 @@ class Worker(Housekeeping):
             fetch_from = () if self._prefetched else self.queue_order()
         try:
             following = process(self.runtime, self.worker_id, delivery, persist=self._persist,
-                                fetch_from=fetch_from)
+                                fetch_from=fetch_from, lanes=self._lanes)
         except SidelineError:
             # The backend failed while settling and the worker is stopping: stop() pushes
             # the job back; if that fails too, recovery moves it once this worker is gone.

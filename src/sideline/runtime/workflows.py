@@ -12,6 +12,7 @@ import attrs
 from sideline.core.errors import RunExpired, WorkflowError
 from sideline.core.jobs import Signature
 from sideline.core.payload import Payload, check_json_native, encode
+from sideline.core.results import JobInfo, ResultRecord
 from sideline.core.run import (
     FailedNode,
     NodeError,
@@ -25,6 +26,7 @@ from sideline.core.run import (
 )
 from sideline.core.workflow import Chain, Graph, Group, Step, WithDelay, compile
 from sideline.runtime._env import new_id
+from sideline.runtime.control import run_target
 from sideline.runtime.jobs import declaring_app
 from sideline.runtime.typed import RunAccess
 
@@ -195,6 +197,23 @@ class RunInfo:
     compacted: bool = False
     node_counts: dict[str, int] = attrs.field(factory=dict)
     """How many nodes ended in each status, for a compacted run (else see counts())."""
+    outputs: dict[int, ResultRecord] = attrs.field(factory=dict)
+    """Node id -> its stored result (`app.status(run_id, results=True)`, steps whose job
+    stores results): `.value`, or `.error_class`/`.error_message` for a dead step."""
+
+    running: dict[int, JobInfo] = attrs.field(factory=dict)
+    """Node id -> what its running job reported (`app.status(run_id, results=True)`):
+    `.progress`, `.message`, `.meta`."""
+
+    def output(self, node_id: int) -> Any:
+        """The stored value of step `node_id`.
+
+        Raises:
+            JobFailed: the step died.
+            KeyError: no result is stored for it (not asked for, not finished, or its job
+                does not store results).
+        """
+        return self.outputs[node_id].value_or_raise(f"{self.run_id}.{node_id}")
 
     @property
     def finished(self) -> bool:
@@ -226,9 +245,10 @@ def _info(state: RunState | RunSummary) -> RunInfo:
                    state.finished_at, tuple(nodes), failed_nodes(state))
 
 
-def status(app: RunAccess, run_id: str) -> RunInfo:
+def status(app: RunAccess, run_id: str, *, results: bool = False) -> RunInfo:
     """The run's status and every node's status (only node counts and dead nodes once
-    the run finished succeeded or cancelled and was compacted).
+    the run finished succeeded or cancelled and was compacted); with `results`, the
+    stored results of its steps too (`RunInfo.outputs`).
 
     Raises:
         RunExpired: the run's state is missing (expired or never existed).
@@ -236,7 +256,18 @@ def status(app: RunAccess, run_id: str) -> RunInfo:
     state = app.backend.get_run(run_id, app.clock.now())
     if state is None:
         raise RunExpired(f"run {run_id!r} has no state: it expired or never existed")
-    return _info(state)
+    info = _info(state)
+    if not results:
+        return info
+    ids = [node.id for node in info.nodes] if info.nodes else list(
+        range(sum(info.node_counts.values())))
+    stored = app.backend.get_results([f"{run_id}.{node}" for node in ids])
+    outputs = {node: ResultRecord.decode(text) for node, text in zip(ids, stored, strict=True)
+               if text is not None}
+    running = {node.id: JobInfo.of(f"{run_id}.{node.id}",
+                                   app.backend.job_info(f"{run_id}.{node.id}"), None)
+               for node in info.nodes if node.status is NodeStatus.RUNNING}
+    return attrs.evolve(info, outputs=outputs, running=running)
 
 
 def runs(app: RunAccess, status: RunStatus | str | None = None, page: int = 1,
@@ -277,24 +308,34 @@ def cancel(app: RunAccess, run_id: str) -> bool:
     """Cancel a run: queued and waiting nodes never start; False if it already ended.
 
     The run is compacted to its summary and its memory cleared (unless the app keeps
-    it) in the same atomic step; a step still running when the run is cancelled may
-    write its output afterwards, which then expires by TTL.
+    it) in the same atomic step. Its running steps are asked to stop (as
+    `app.admin.stop_job` does) and are acked, not kept dead; one that still writes its
+    output afterwards leaves it to expire by TTL.
     """
-    return app.backend.cancel_run(run_id, app.clock.now())
+    now = app.clock.now()
+    cancelled = app.backend.cancel_run(run_id, now)
+    if cancelled:  # its running steps are stopped by their workers (runtime/control.py)
+        app.backend.request_stop([run_target(run_id)], now)
+    return cancelled
 
 
-def wait(app: RunAccess, run_id: str, timeout_s: float = 30.0, poll_s: float = 0.01) -> RunInfo:
+def wait(app: RunAccess, run_id: str, timeout_s: float = 30.0) -> RunInfo:
     """Block until the run finishes (or `timeout_s` passes); return its last status.
+
+    Blocks on the run's completion signal (`ResultStore.wait_run`), given by the atomic
+    step that finishes it: no polling.
 
     Raises:
         TimeoutError: the run did not finish in time (its status is in the message).
+        RunExpired: the run's state is missing.
     """
     deadline = time.monotonic() + timeout_s
     while True:
         info = status(app, run_id)
         if info.finished:
             return info
-        if time.monotonic() >= deadline:
+        left_s = deadline - time.monotonic()
+        if left_s <= 0:
             raise TimeoutError(f"run {run_id} not finished after {timeout_s} s: "
                                f"{info.status}, nodes {info.counts()}")
-        time.sleep(poll_s)
+        app.backend.wait_run(run_id, left_s)

@@ -162,11 +162,16 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
+def _percent(fraction: float) -> str:
+    """A progress fraction (0.0 to 1.0) as a whole percentage, "42%"."""
+    return f"{100 * fraction:.0f}%"
+
+
 def _templates() -> Jinja2Templates:
     environment = jinja2.Environment(loader=jinja2.PackageLoader("sideline.web", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
     environment.filters.update(ago=_ago, when=_when, json=_json, preview=_preview,
-                               number=_number)
+                               number=_number, percent=_percent)
     environment.globals["url_for"] = _url_for
     return Jinja2Templates(env=environment)
 

@@ -46,6 +46,8 @@ class RunOps:
     _run_index: dict[str, float]
     _sets: dict[str, dict[str, tuple[float, str]]]
     _memory: dict[str, tuple[float, dict[str, str]]]
+    _runs_changed: threading.Condition
+    """Notified when a run finishes (ResultStore.wait_run)."""
 
     def _op(self, name: str) -> AbstractContextManager[None]:  # pragma: no cover (overridden)
         raise NotImplementedError
@@ -79,6 +81,8 @@ class RunOps:
         return None if found is None else found[0]
 
     def _commit(self, run: _Run, transition: Transition, now: float) -> None:
+        """Apply a transition: every change of a run goes through here (the twin of
+        _lib.lua settle), so a run that finishes wakes its waiters here."""
         state = run.state
         apply(state, transition, now)
         run.expires_at = next_expiry(state, transition, run.expires_at, now)
@@ -90,6 +94,8 @@ class RunOps:
             self._summaries[run_id] = (summarize(state), run.expires_at)
             if not state.plan.keep_memory:
                 self._memory.pop(run_id, None)
+        if transition.finished:
+            self._runs_changed.notify_all()
 
     # -- WorkflowStore ---------------------------------------------------------------------
 

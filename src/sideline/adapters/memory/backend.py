@@ -8,6 +8,7 @@ Redis, so the same malformed-payload paths are exercised.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,8 +19,10 @@ import attrs
 from sideline.adapters.memory._admin import AdminOps
 from sideline.adapters.memory._batches import BatchOps, _Batch
 from sideline.adapters.memory._memory import RunMemory
+from sideline.adapters.memory._results import ResultOps
 from sideline.adapters.memory._runs import RunOps, _Run
 from sideline.adapters.memory.faults import FaultPlan
+from sideline.core.clock import Clock
 from sideline.core.errors import PayloadError, RunExpired, WorkflowError
 from sideline.core.payload import (
     Payload,
@@ -50,17 +53,19 @@ __all__ = ["MemoryBackend"]
 _SETS = ("scheduled", "retry", "dead")
 
 
-class MemoryBackend(RunOps, BatchOps, RunMemory, AdminOps):
+class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
     """The embedded backend: thread-safe, deterministic, and inspectable from tests.
 
     Args:
         max_dead: the dead set keeps at most this many jobs (oldest dropped first).
         dead_ttl_s: dead jobs older than this are dropped.
         faults: a FaultPlan whose armed faults the operations honour.
+        clock: what stored results and job info records expire by (their operations
+            take no time, as Redis expires keys by its own clock); default the wall clock.
     """
 
     def __init__(self, *, max_dead: int | None = None, dead_ttl_s: float | None = None,
-                 faults: FaultPlan | None = None) -> None:
+                 faults: FaultPlan | None = None, clock: Clock | None = None) -> None:
         self.max_dead = int(max_dead if max_dead is not None else env_number(
             "SIDELINE_MAX_DEAD", 10_000, integer=True))
         self.dead_ttl_s = dead_ttl_s if dead_ttl_s is not None else env_number(
@@ -85,6 +90,12 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, AdminOps):
         self._stats: dict[str, int] = {}
         self._stats_expire: dict[str, float] = {}  # bucket -> when it vanishes (totals never)
         self._stats_next_expiry = float("inf")  # the earliest of those: no scan before it
+        self._clock = time.time if clock is None else clock.now
+        self._results: dict[str, tuple[float, str]] = {}  # jid -> (expires, record)
+        self._job_infos: dict[str, tuple[float, dict[str, str]]] = {}
+        self._stops: dict[str, float] = {}  # stop target -> requested at
+        self._results_changed = threading.Condition(self._lock)
+        self._runs_changed = threading.Condition(self._lock)  # a run finished
 
     # -- internals -------------------------------------------------------------------------
 
@@ -461,6 +472,8 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, AdminOps):
                 transition = transition if moved.noop else moved
             if settlement.release_unique and payload.unique_key is not None:
                 self.release_lock(payload.unique_key, payload.unique_token or "")
+            if settlement.tracked:
+                self._store_result(settlement, now)
             self._count_stats(settlement, now)
             following = self._take(worker_id, fetch_from, begin_at=(lambda: now) if begin_next
                                    else None) if fetch_from else None

@@ -26,9 +26,15 @@ class Keys:
         P <set>:jobs                   hash jid -> "queue|payload"
         P run:<id>[:nodes|:remaining|:graph|:payloads]   a workflow run's state
         P run:<id>:memory              hash key -> JSON value: the run's memory (own TTL)
+        P run:<id>:done                list of one element, the run's status, while the run
+                                       is finished (the wait_run signal; the run's TTL)
         P runs                         sorted set run id -> created_at: the newest runs
         P workers, P worker:<id>       heartbeats and worker info
         P lock:<name>                  named locks
+        P result:<jid>                 list of one element: a finished job's result record
+                                       (JSON; waiters rotate it, never consume it; own TTL)
+        P jobinfo:<jid>                hash: a job's state, progress... (own TTL)
+        P stops                        sorted set "jid:<jid>" | "run:<id>" -> requested at
     """
 
     def __init__(self, namespace: str) -> None:

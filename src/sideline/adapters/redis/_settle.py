@@ -12,6 +12,7 @@ from sideline.adapters.redis._runs import _transition
 from sideline.core.errors import RunExpired
 from sideline.core.payload import encode, raw_bytes
 from sideline.core.ports import STAT_DAY_TTL_S, STAT_MINUTE_TTL_S, Delivery, Settled
+from sideline.core.results import JobState, ResultRecord
 from sideline.core.run import NodeError, NodeStatus, Transition
 from sideline.core.settlement import Action, NodeEvent, Settlement, stat_buckets
 
@@ -50,6 +51,8 @@ class SettleOps(RedisBase):
             str(settlement.batch or ""),
             json.dumps([payload.error_class or "", payload.error_message or ""]),
             json.dumps(list(settlement.await_batches)) if settlement.await_batches else ""]
+        if settlement.tracked:  # ARGV[28..31]; an untracked job sends none (settle.lua)
+            args += _tracking(settlement)
         with translate("settle"):
             result = self.scripts["settle"](keys=keys, args=args)
         if result == "expired":
@@ -73,3 +76,16 @@ class SettleOps(RedisBase):
                 pipe.get(self.keys("stat", name))
             values = pipe.execute()
         return {name: int(value or 0) for name, value in zip(names, values, strict=True)}
+
+
+def _tracking(settlement: Settlement) -> list[str | bytes | int]:
+    """settle.lua's ARGV[28..31] for a job that stores its result: the TTL, its state, its
+    result record and a retry's count (see _lib.lua store_result)."""
+    if settlement.action is Action.RETRY:
+        return [settlement.result_ttl_s, str(JobState.RETRYING), "",
+                settlement.payload.retry_count]
+    if settlement.result is not None:
+        state = ResultRecord.decode(settlement.result).state
+    else:  # a settlement built by hand without its record: its action says
+        state = JobState.FAILED if settlement.action is Action.BURY else JobState.SUCCEEDED
+    return [settlement.result_ttl_s, str(state), settlement.result or "", ""]

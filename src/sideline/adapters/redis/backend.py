@@ -16,6 +16,7 @@ from sideline.adapters.redis._base import RedisClient
 from sideline.adapters.redis._batches import BatchOps
 from sideline.adapters.redis._memory import MemoryOps
 from sideline.adapters.redis._queues import QueueOps
+from sideline.adapters.redis._results import ResultOps
 from sideline.adapters.redis._runs import RunOps
 from sideline.adapters.redis._settle import SettleOps
 from sideline.core.errors import BackendError, ConfigurationError
@@ -72,7 +73,7 @@ def _connect_cluster(connect: Callable[[], RedisCluster]) -> RedisCluster:
             "mode, and is cluster_state ok?)") from exc
 
 
-class RedisBackend(QueueOps, RunOps, BatchOps, MemoryOps, SettleOps, AdminOps):
+class RedisBackend(QueueOps, RunOps, BatchOps, MemoryOps, SettleOps, ResultOps, AdminOps):
     """The production backend.
 
     Args:

@@ -1,5 +1,6 @@
 """The dashboard page (counters, processed/failed over time, queues, the server) and the
-busy page (workers alive and dead, with quiet and stop; the jobs running now)."""
+busy page (workers alive and dead, with quiet and stop; the jobs running now, with their
+progress and a Stop for each)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sideline.web._app import checked_form, dashboard, redirect, render
+from sideline.web.pages.jobs import NOTES
 
 __all__ = ["ROUTES"]
 
@@ -24,8 +26,12 @@ async def home(request: Request) -> Response:
 
 async def busy(request: Request) -> Response:
     admin = dashboard(request).app.admin
+    running = admin.busy()
+    infos = {info.jid: info for info in admin.jobs([job.jid for job in running])} \
+        if running else {}
     return render(request, "busy.html", {
-        "workers": admin.workers(), "jobs": admin.busy(), "section": "busy"})
+        "workers": admin.workers(), "jobs": running, "infos": infos,
+        "note": NOTES.get(request.query_params.get("note", "")), "section": "busy"})
 
 
 async def signal_worker(request: Request) -> Response:

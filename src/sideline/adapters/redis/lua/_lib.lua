@@ -96,7 +96,7 @@ local function live(R, now)
     return false
   end
   if tonumber(expires) <= tonumber(now) then
-    redis.call('DEL', R.run, R.nodes, R.remaining, R.graph, R.payloads)
+    redis.call('DEL', R.run, R.nodes, R.remaining, R.graph, R.payloads, R.run .. ':done')
     return false
   end
   return true
@@ -254,8 +254,35 @@ local function compact(R, ttl)
   end
 end
 
+-- The run-finished signal (core.ports.ResultStore.wait_run): while a run is finished its
+-- list "run:<id>:done" holds one element, the run's status, and lives as long as the run
+-- hash. Waiters block on it with BRPOPLPUSH done done, which rotates the one element onto
+-- itself: it is never consumed, so every waiter sees it. Compaction leaves it alone.
+local function signal_done(R, status, ttl)
+  local done = R.run .. ':done'
+  redis.call('DEL', done)
+  redis.call('RPUSH', done, status)
+  if ttl then
+    redis.call('EXPIRE', done, ttl)
+  else
+    local left = redis.call('PTTL', R.run)
+    if left > 0 then
+      redis.call('PEXPIRE', done, left)
+    end
+  end
+end
+
+-- A finished run has work again (a failed run revived, or a late node of it): it is no
+-- longer finished, and its signal is withdrawn.
+local function unfinish(R)
+  if redis.call('HDEL', R.run, 'finished_at') == 1 then
+    redis.call('DEL', R.run .. ':done')
+  end
+end
+
 -- Write the run-level outcome, push the callback it fires, set the expiry; a run that
--- finishes succeeded or cancelled is compacted (core.run.Transition.compacts).
+-- finishes succeeded or cancelled is compacted (core.run.Transition.compacts). Every
+-- step that finishes a run comes here, and gives its signal (signal_done).
 local function settle(R, P, now, status, callback, finished)
   if status then
     redis.call('HSET', R.run, 'status', status)
@@ -266,7 +293,7 @@ local function settle(R, P, now, status, callback, finished)
   if finished then
     redis.call('HSET', R.run, 'finished_at', now)
   elseif status == RUN.RUNNING then
-    redis.call('HDEL', R.run, 'finished_at')
+    unfinish(R)
   end
   local expires, write = next_expiry(R, now, finished)
   redis.call('HSET', R.run, 'updated_at', now)
@@ -281,6 +308,9 @@ local function settle(R, P, now, status, callback, finished)
       local queue, raw = split_entry(entry)
       push_job(P, queue, stamp(raw, 'enqueued_at', now), false)
     end
+  end
+  if finished then
+    signal_done(R, status or redis.call('HGET', R.run, 'status'), ttl)
   end
   if finished and (status == RUN.SUCCEEDED or status == RUN.CANCELLED) then
     compact(R, ttl)
@@ -345,7 +375,7 @@ local function finish_node(R, P, run_id, id, now, was_blocking)
     finished = not redis.call('HGET', R.run, 'finished_at')
   end
   if not finished and status == RUN.FAILED and counter(R, 'settled') < n then
-    redis.call('HDEL', R.run, 'finished_at')
+    unfinish(R)
   end
   return run_status, callback, finished
 end
@@ -483,7 +513,7 @@ local function plan_revive(R, P, id, now)
   end
   set_node(R, id, NODE.QUEUED)
   unskip(R)
-  redis.call('HDEL', R.run, 'finished_at')  -- the run has work again (Transition.reopened)
+  unfinish(R)  -- the run has work again (Transition.reopened)
   local run_status = nil
   if counter(R, 'blocking') == 0 then
     run_status = RUN.RUNNING
@@ -530,6 +560,27 @@ local function release_if_held(key, token)
     return redis.call('DEL', key)
   end
   return 0
+end
+
+-- settle's part for a job that stores its result (Settlement.tracked): its info record
+-- "jobinfo:<jid>" (a hash) gets `state` and, when it ended ('succeeded', 'failed'),
+-- finished_at = now, or, for a retry ('retrying'), its retry count; an ended job's result
+-- record replaces any earlier one as the one-element list "result:<jid>" (waiters rotate
+-- it with BRPOPLPUSH, never consuming it). Both expire `ttl` seconds from now.
+local function store_result(P, jid, state, record, retry_count, now, ttl)
+  local info = P .. 'jobinfo:' .. jid
+  if state == 'retrying' then
+    redis.call('HSET', info, 'state', state, 'retry_count', retry_count)
+  else
+    redis.call('HSET', info, 'state', state, 'finished_at', now)
+  end
+  redis.call('EXPIRE', info, ttl)
+  if record ~= '' then
+    local result = P .. 'result:' .. jid
+    redis.call('DEL', result)
+    redis.call('RPUSH', result, record)
+    redis.call('EXPIRE', result, ttl)
+  end
 end
 
 -- Add `by` to the counter "stat:<name>" (never expires) and to its minute and day buckets

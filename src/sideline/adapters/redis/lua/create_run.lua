@@ -8,7 +8,9 @@
 --    "index": [run id, created_at (s, as text), how many runs the index keeps]}
 --   The run enters the runs index, the sorted set P .. 'runs' scored by created_at,
 --   trimmed to the newest entries (read by RunOps.recent_runs).
---   (an empty run is over at once: "run" then holds only its summary fields)
+--   (an empty run is over at once: "run" then holds only its summary fields, and
+--   finished_at: its run-finished signal "run:<id>:done" is given at once, as _lib.lua
+--   signal_done gives it; any stale one of an earlier run of that id is dropped)
 -- returns: 1, or an error reply if the run already exists
 local P = ARGV[1]
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -52,6 +54,12 @@ for _, key in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]}) do
   if redis.call('EXISTS', key) == 1 then
     redis.call('EXPIRE', key, tonumber(doc.expire_s))
   end
+end
+local done = KEYS[1] .. ':done'
+redis.call('DEL', done)
+if doc.run.finished_at then
+  redis.call('RPUSH', done, doc.run.status)
+  redis.call('EXPIRE', done, tonumber(doc.expire_s))
 end
 if doc.clear_memory then
   redis.call('DEL', KEYS[6])

@@ -1,7 +1,8 @@
 -- settle.lua: carry out one Settlement (core.settlement) in one atomic step. In order:
 -- a node's success is checked first (a run whose state is missing: 'expired', nothing is
 -- applied; a run without that node: an error, nothing applied); the job is acked; a retry
--- goes to the retry set, a burial to the dead set (unless dropped); the node succeeds
+-- goes to the retry set, a burial to the dead set (unless dropped); a job that stores its
+-- result leaves its state and, once ended, its result (ARGV[28..31]); the node succeeds
 -- (complete_node.lua) or dies (fail_node.lua's run part); the job's uniqueness lock is
 -- released if its token still holds it; the stats counters are raised; and at most one
 -- next job is fetched for the caller (fetch.lua with limit 1), its workflow step begun
@@ -25,9 +26,16 @@
 --   ('succeeded', 'failed', 'died'; _lib.lua batch_settled), ARGV[26] its error as JSON
 --   [error class, message] (strings), ARGV[27] the batches a succeeded step waits for
 --   (JSON list, '' for none: _lib.lua batch_await)
+-- ARGV[28..31] only for a job that stores its result (Settlement.tracked; absent
+--   otherwise): ARGV[28] how long its result and info record are kept (s)
+--   (result_ttl_s; _lib.lua store_result),
+-- ARGV[29] the job's state for its info record ('succeeded' or 'failed' for an ack or a
+--   burial, as its result record says; 'retrying' for a retry), ARGV[30] the result
+--   record to store (JSON text, core.results.ResultRecord; '' for none), ARGV[31] the
+--   retry count of a retry ('' otherwise)
 -- Keys built from P: queues, retry, retry:jobs, dead, dead:jobs, schedule, schedule:jobs,
 --   queue:<q> and wake:<q> (releases, callbacks), stat:processed, stat:failed and their
---   ":<minute>" and ":<day>" buckets
+--   ":<minute>" and ":<day>" buckets, result:<jid> and jobinfo:<jid> (a tracked job)
 -- returns: 'expired', or {transition as JSON (see _lib.lua outcome) or '' for no node event,
 --   then, if a job was fetched, the number of its queue pair, the job and what
 --   begin_fetched said ('' when not begun)}
@@ -48,6 +56,9 @@ if action == 'retry' then
   set_add(P, 'retry', ARGV[4], ARGV[7], ARGV[5], ARGV[6])
 elseif action == 'bury' and ARGV[8] == '1' then
   add_dead(P, ARGV[4], ARGV[5], ARGV[6], now, ARGV[10], ARGV[11])
+end
+if ARGV[28] then
+  store_result(P, ARGV[4], ARGV[29], ARGV[30], ARGV[31], now, ARGV[28])
 end
 local transition = ''
 if event == EVENT.SUCCEEDED and ARGV[27] ~= '' and current ~= 'compacted' then
