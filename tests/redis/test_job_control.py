@@ -108,3 +108,20 @@ def test_cancelling_a_run_stops_its_running_step(redis_ns: RedisBackend, spawn: 
     assert app.status(run_id).status == "cancelled"
     assert app.admin.dead().entries == ()  # a cancelled run's step is not kept dead
 
+
+
+def test_async_jobs_of_a_sigkilled_worker_are_recovered_and_finished(
+        redis_ns: RedisBackend, spawn: Spawn) -> None:
+    app = build_app(redis_ns.keys.namespace)
+    victim = spawn("control-victim", ["-c", "2", "--async-concurrency", "50"], app=APP)
+    handles = [app.enqueue("async_nap", [1.5]) for _ in range(30)]
+    assert all(handle is not None for handle in handles)
+    wait_until(lambda: sum(_running(h) for h in handles if h is not None) >= 20, 15,
+               "the victim to run async jobs")
+    held = len(redis_ns.in_progress(victim.worker_id))
+    assert held >= 20  # handed to the loop, still held in its in-progress list
+    victim.proc.kill()  # SIGKILL mid-await: no shutdown code runs
+    victim.wait(10)
+    spawn("control-survivor", ["-c", "2"], app=APP)
+    assert [h.result(60) for h in handles if h is not None] == ["woke"] * 30
+    assert app.admin.dead().entries == ()
