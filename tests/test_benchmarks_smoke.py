@@ -151,3 +151,21 @@ def test_the_results_benchmark_runs() -> None:
     idle = lines["idle_wait"]
     assert idle["seconds"] >= 1
     assert 0 < idle["commands_per_s"] < 100
+
+
+@pytest.mark.redis
+def test_the_limits_benchmark_runs() -> None:
+    require_redis()
+    command = [sys.executable, str(ROOT / "benchmarks" / "limits.py"), "--jobs", "300",
+               "--keys", "10", "--repeat", "1", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
+                            cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "error"}, check=False)
+    assert result.returncode == 0, f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert [(line["kind"], line["jobs"]) for line in lines[:-1]] == [("plain", 300),
+                                                                     ("limited", 300)]
+    summary = lines[-1]
+    assert summary["plain_rate"] > 0
+    assert summary["limited_rate"] > 0
+    assert summary["target_overhead"] == 0.15
+    assert result.stderr.count("deleted bench-limits-") == 2  # both namespaces are gone

@@ -18,6 +18,7 @@ from sideline.core.errors import (
     WorkflowError,
 )
 from sideline.core.jobs import Signature
+from sideline.core.limits import Concurrency, Rate
 from sideline.core.payload import Payload
 from sideline.core.results import JobFailed, JobInfo, JobState, ResultRecord
 from sideline.core.run import NodeStatus, RunStatus
@@ -42,6 +43,7 @@ __all__ = [
     "BatchFinished",
     "BatchStatus",
     "Chain",
+    "Concurrency",
     "ConfigurationError",
     "Dag",
     "Group",
@@ -61,6 +63,7 @@ __all__ = [
     "Payload",
     "PayloadError",
     "PoisonPill",
+    "Rate",
     "ResultRecord",
     "RunExpired",
     "RunInfo",

@@ -1,6 +1,6 @@
 """The `sideline` command: demo, worker, web, status, batches, batch, enqueue, and the
 operations commands over the admin API (`app.admin`): stats, queues, scheduled, retries,
-dead, workers, runs and orphans.
+dead, workers, runs, orphans, job, stop-job and periodic.
 
 Every reading command takes --app (or SIDELINE_APP; else Redis at SIDELINE_REDIS_URL in
 --namespace) and --json. Without --json it prints a table for people (aligned columns,
@@ -32,7 +32,7 @@ import attrs
 from sideline.adapters.memory import MemoryBackend
 from sideline.adapters.redis import RedisBackend
 from sideline.core.batch import Callback
-from sideline.core.errors import ConfigurationError, SidelineError
+from sideline.core.errors import ConfigurationError, SidelineError, UnknownJob
 from sideline.core.ports import SortedEntry
 from sideline.core.results import JobInfo, JobState
 from sideline.core.run import RunStatus
@@ -42,6 +42,7 @@ from sideline.runtime.app import App
 from sideline.runtime.batches import BatchStatus
 from sideline.runtime.config import WorkerSettings
 from sideline.runtime.orphans import Orphan
+from sideline.runtime.periodic import PeriodicView
 from sideline.runtime.worker import Worker
 from sideline.runtime.workflows import NodeInfo, RunInfo, status
 from sideline.supervisor import EXIT_RECYCLE, Supervisor
@@ -758,6 +759,93 @@ def _job_parsers(commands: Any) -> None:
     stop.set_defaults(handler=_stop_job)
 
 
+# -- periodic entries: list them; pause, resume, run one now ------------------------------
+
+_PERIODIC_ACTIONS = ("pause", "resume", "run")
+_PERIODIC_DONE = {"pause": "paused", "resume": "resumed"}
+
+
+def _periodic_row(entry: PeriodicView) -> tuple[str, ...]:
+    return (entry.name, _cut(entry.job, _CELL_NAME), entry.schedule, entry.tz, entry.missed,
+            "paused" if entry.paused else "active",
+            "-" if entry.paused else _utc(entry.next_run), _utc(entry.last_fired_at),
+            entry.last_jid or "-", _call_text(entry.args, {}))
+
+
+def _periodic(args: argparse.Namespace) -> int:
+    """`sideline periodic`: the stored entries, or --pause/--resume/--run one of them."""
+    app = _reading_app(args)
+    try:
+        if any(getattr(args, action) is not None for action in _PERIODIC_ACTIONS):
+            return _periodic_act(args, app.admin)
+        found = app.admin.periodic()
+    finally:
+        app.backend.close()
+    if args.json:
+        print(json.dumps([attrs.asdict(entry) for entry in found]))
+        return 0
+    if found:
+        _print_table(("name", "job", "schedule", "tz", "missed", "state", "next run",
+                      "last fired", "last jid", "args"),
+                     [_periodic_row(entry) for entry in found])
+    else:
+        print("(no periodic entry is stored: a worker stores its app's entries when it "
+              "starts)")
+    stored = {entry.name for entry in found}
+    unstored = sorted(name for name in app.periodic_entries if name not in stored)
+    if unstored:
+        print(f"(declared by the app but not stored yet: {', '.join(unstored)})")
+    return 0
+
+
+def _periodic_act(args: argparse.Namespace, admin: Admin) -> int:
+    """--pause, --resume or --run the named entry; 1 if it is unknown (or its job was not
+    pushed)."""
+    action, name = next((action, getattr(args, action)) for action in _PERIODIC_ACTIONS
+                        if getattr(args, action) is not None)
+    jid = None
+    if action == "run":
+        known = any(entry.name == name for entry in admin.periodic())
+        try:
+            jid = admin.run_periodic(name) if known else None
+        except UnknownJob as exc:
+            raise ConfigurationError(f"{exc}; --run pushes the job through the app given "
+                                     "with --app, which must declare it") from exc
+        done = jid is not None
+    else:
+        known = done = (admin.pause_periodic(name) if action == "pause"
+                        else admin.resume_periodic(name))
+    if args.json:
+        print(json.dumps({"action": action, "name": name, "done": done, "jid": jid}))
+    elif action == "run" and done:
+        print(f"pushed the job of periodic entry {name} now: jid {jid}")
+    elif done:
+        print(f"{_PERIODIC_DONE[action]} periodic entry {name}")
+    if not known:
+        print(f"sideline: error: no periodic entry named {name!r} is stored", file=sys.stderr)
+    elif not done:
+        print(f"sideline: error: the job of periodic entry {name} was not pushed: a client "
+              "middleware dropped it, or an identical unique_for job is pending",
+              file=sys.stderr)
+    return 0 if done else 1
+
+
+def _periodic_parser(commands: Any) -> None:
+    """`periodic`: list the stored periodic entries; pause, resume or run one now."""
+    command = commands.add_parser("periodic", help="periodic entries with their schedule, "
+                                  "next and last run; pause, resume or run one now")
+    actions = command.add_mutually_exclusive_group()
+    actions.add_argument("--pause", metavar="NAME",
+                         help="pause this entry: no tick fires until it is resumed")
+    actions.add_argument("--resume", metavar="NAME",
+                         help="resume this entry from now on (ticks missed while paused "
+                         "do not fire)")
+    actions.add_argument("--run", metavar="NAME",
+                         help="push this entry's job once now, outside its schedule")
+    _reading_options(command)
+    command.set_defaults(handler=_periodic)
+
+
 def is_loopback(host: str) -> bool:
     """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
@@ -897,6 +985,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _ops_parsers(commands)
     _job_parsers(commands)
+    _periodic_parser(commands)
 
     push = commands.add_parser("enqueue", help="push a job by name")
     push.add_argument("name")

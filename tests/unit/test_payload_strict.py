@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import attrs
@@ -92,6 +93,18 @@ WRONG_TYPES: list[tuple[str, Any, str]] = [
     ("memory_reads", ["a"], "payload field 'memory_reads' must be an object, got list"),
     ("memory_reads", {"doc": 1}, "payload field \"memory_reads['doc']\" must be a str, got int"),
     ("memory_reads", "a=b", "payload field 'memory_reads' must be an object, got str"),
+    ("limit_key", 5, "payload field 'limit_key' must be a str, got int"),
+    ("limit_key", "", "payload field 'limit_key' must be 1-200 characters, got 0"),
+    ("limit_key", "k" * 201, "payload field 'limit_key' must be 1-200 characters, got 201"),
+    ("limit_max", "2", "payload field 'limit_max' must be an int, got str"),
+    ("limit_max", 2.0, "payload field 'limit_max' must be an int, got float"),
+    ("limit_max", 0, "payload field 'limit_max' must be >= 1 and < 2**53, got 0"),
+    ("limit_max", 2**53, "payload field 'limit_max' must be >= 1 and < 2**53"),
+    ("limit_rate", True, "payload field 'limit_rate' must be an int, got bool"),
+    ("limit_rate", -3, "payload field 'limit_rate' must be >= 1 and < 2**53, got -3"),
+    ("limit_per_s", "1", "payload field 'limit_per_s' must be a number, got str"),
+    ("limit_per_s", 0, "payload field 'limit_per_s' must be > 0, got 0.0"),
+    ("limit_per_s", -0.5, "payload field 'limit_per_s' must be > 0, got -0.5"),
 ]
 
 
@@ -117,6 +130,31 @@ def test_a_wrong_typed_field_is_refused_naming_it(field: str, value: Any, messag
     with pytest.raises(PayloadError) as info:
         decode(json.dumps(data))
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"limit_key": "k"}, "payload field 'limit_key' needs either limit_max"),
+    ({"limit_key": "k", "limit_rate": 5}, "payload field 'limit_key' needs either limit_max"),
+    ({"limit_key": "k", "limit_max": 1, "limit_rate": 5, "limit_per_s": 1.0},
+     "payload field 'limit_key' needs either limit_max"),
+    ({"limit_max": 2}, "payload field(s) limit_max need a limit_key"),
+    ({"limit_rate": 5, "limit_per_s": 1}, "payload field(s) limit_rate, limit_per_s need a limit_key"),
+])
+def test_limit_fields_that_make_no_one_limit_are_refused(fields: dict[str, Any],
+                                                        message: str) -> None:
+    with pytest.raises(PayloadError, match="^" + re.escape(message)):
+        decode(payload_text(**fields))
+
+
+@pytest.mark.parametrize("fields", [
+    {"limit_key": "customer:42", "limit_max": 2},
+    {"limit_key": "api:a", "limit_rate": 100, "limit_per_s": 60.0},
+    {"limit_key": "k", "limit_max": None, "limit_rate": 1, "limit_per_s": 0.5},
+])
+def test_a_consistent_limit_is_kept_and_round_trips(fields: dict[str, Any]) -> None:
+    payload = decode(payload_text(**fields))
+    assert payload == Payload(**REQUIRED, **{k: v for k, v in fields.items() if v is not None})
+    assert decode(encode(payload)) == payload
 
 
 def test_every_failed_field_is_reported_at_once() -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "AdminStore",
     "BusyJob",
     "HistoryPoint",
+    "LimitView",
     "QueuePage",
     "QueueView",
     "QueuedJob",
@@ -161,6 +162,31 @@ class BusyJob:
     since: float
 
 
+@attrs.frozen
+class LimitView:
+    """A limit key in use (`AdminStore.limits`): its limit and what holds it now.
+
+    Attributes:
+        key: the resolved key ("customer:42").
+        kind: "concurrency" or "rate".
+        max: a concurrency limit's most jobs at once, or a rate limit's starts per window
+            (as the job that took the key's first slot, or started its window, declared it).
+        per_s: a rate limit's window in seconds; None for a concurrency limit.
+        running: jobs holding one of the key's slots (concurrency; 0 for a rate limit).
+        parked: jobs parked until a slot frees (concurrency; 0 for a rate limit, whose
+            over-limit jobs wait in the scheduled set).
+        started: jobs started in the last `per_s` seconds (rate; 0 for concurrency).
+    """
+
+    key: str
+    kind: str
+    max: int
+    per_s: float | None
+    running: int = 0
+    parked: int = 0
+    started: int = 0
+
+
 class AdminStore(Protocol):
     """What the admin API needs from a backend beyond the runtime's ports.
 
@@ -218,6 +244,18 @@ class AdminStore(Protocol):
 
     def worker_signal(self, worker_id: str) -> str | None:
         """The signal stored for a worker, if any (what the worker polls)."""
+        ...
+
+    def limits(self, now: float) -> list[LimitView]:
+        """Every limit key in use, by key, read from the index of keys in use (never a
+        scan). A key leaves the index once nothing holds it: a concurrency key when its
+        last slot frees with nothing parked, a rate key here once no start is left in its
+        window (dropped as it is read, atomically)."""
+        ...
+
+    def parked_page(self, key: str, start: int, count: int) -> list[str]:
+        """Up to `count` raw jobs parked under limit key `key`, from position `start`
+        (0 is the next to be released)."""
         ...
 
 

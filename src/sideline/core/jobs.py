@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from sideline.core.errors import ConfigurationError, UnknownJob
+from sideline.core.limits import Concurrency, Rate
 from sideline.core.payload import check_json_native
 from sideline.core.results import DEFAULT_RESULT_TTL_S
 from sideline.core.retry import DEFAULT_MAX_RETRIES, RetryIn
@@ -81,6 +82,8 @@ class JobOptions:
     isolation: str = "thread"
     """"thread": the job runs on a worker thread (a timeout is soft); "process": in a
     child process of a small pool, killed at its timeout or when stopped."""
+    limit: Concurrency | Rate | None = None
+    """A fleet-wide concurrency or rate limit per key (core/limits.py)."""
 
     def __attrs_post_init__(self) -> None:
         if self.isolation not in ISOLATIONS:

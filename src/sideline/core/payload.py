@@ -24,6 +24,7 @@ from cattrs.errors import AttributeValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from sideline.core.errors import PayloadError, SerializationError
+from sideline.core.limits import MAX_COUNT, MAX_KEY_LENGTH, limit_problem
 
 __all__ = [
     "MAX_DEPTH",
@@ -88,6 +89,15 @@ class Payload:
     """Typed workflow steps: the namespace the output is written under in run memory."""
     memory_reads: dict[str, str] = attrs.field(factory=dict)
     """Typed workflow steps: Input field -> the run-memory key it is hydrated from."""
+    limit_key: str | None = None
+    """The key of the job's fleet-wide limit (core/limits.py), resolved at enqueue; with
+    `limit_max` (a concurrency limit) or `limit_rate` and `limit_per_s` (a rate limit)."""
+    limit_max: int | None = None
+    """Concurrency limit: at most this many jobs of `limit_key` run at once (>= 1)."""
+    limit_rate: int | None = None
+    """Rate limit: at most this many jobs of `limit_key` start per `limit_per_s` (>= 1)."""
+    limit_per_s: float | None = None
+    """Rate limit: the window, in seconds (> 0)."""
 
 
 class _Invalid(ValueError):
@@ -123,6 +133,33 @@ def _structure_count(value: object, _: type) -> int:
 def _structure_optional_count(value: object, _: type) -> int | None:
     # An override replaces cattrs' own `X | None` handling, so null is let through here.
     return None if value is None else _structure_count(value, int)
+
+
+def _structure_optional_positive(value: object, _: type) -> int | None:
+    if value is None:
+        return None
+    number = _structure_int(value, int)
+    if not 1 <= number < MAX_COUNT:
+        raise _Invalid(f"must be >= 1 and < 2**53, got {number}")
+    return number
+
+
+def _structure_optional_window(value: object, _: type) -> float | None:
+    if value is None:
+        return None
+    number = _structure_float(value, float)
+    if not number > 0:
+        raise _Invalid(f"must be > 0, got {number!r}")
+    return number
+
+
+def _structure_optional_key(value: object, _: type) -> str | None:
+    if value is None:
+        return None
+    text = _structure_str(value, str)
+    if not 1 <= len(text) <= MAX_KEY_LENGTH:
+        raise _Invalid(f"must be 1-{MAX_KEY_LENGTH} characters, got {len(text)}")
+    return text
 
 
 def _structure_float(value: object, _: type) -> float:
@@ -191,6 +228,10 @@ _converter.register_structure_hook(
         retry_count=override(struct_hook=_structure_count),
         recoveries=override(struct_hook=_structure_count),
         node_id=override(struct_hook=_structure_optional_count),
+        limit_key=override(struct_hook=_structure_optional_key),
+        limit_max=override(struct_hook=_structure_optional_positive),
+        limit_rate=override(struct_hook=_structure_optional_positive),
+        limit_per_s=override(struct_hook=_structure_optional_window),
     ),
 )
 _converter.register_unstructure_hook(
@@ -224,8 +265,9 @@ def decode(raw: str | bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES,
 
     Raises:
         PayloadError: the text is too large, not UTF-8, not JSON, nested too deep, holds
-            a non-finite number, is not an object, lacks `name`, `jid` or `queue`, or has
-            a field of the wrong type or out of range. The message names the field.
+            a non-finite number, is not an object, lacks `name`, `jid` or `queue`, has
+            a field of the wrong type or out of range, or limit fields that do not make
+            one limit (core.limits.limit_problem). The message names the field.
     """
     text = _checked_text(raw, max_bytes)
     try:
@@ -246,9 +288,14 @@ def decode(raw: str | bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES,
         raise PayloadError(f"payload lacks string field(s) {', '.join(missing)}: "
                            f"{_preview(raw)}")
     try:
-        return _converter.structure(data, Payload)
+        payload = _converter.structure(data, Payload)
     except cattrs.BaseValidationError as exc:
         raise PayloadError(f"{'; '.join(_problems(exc, ''))}: {_preview(raw)}") from exc
+    problem = limit_problem(payload.limit_key, payload.limit_max, payload.limit_rate,
+                            payload.limit_per_s)
+    if problem:
+        raise PayloadError(f"{problem}: {_preview(raw)}")
+    return payload
 
 
 def raw_bytes(raw: str | bytes) -> bytes:

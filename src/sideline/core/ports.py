@@ -15,6 +15,7 @@ import attrs
 from sideline.core.batch import BatchPush, BatchView
 from sideline.core.errors import RunExpired, WorkflowError
 from sideline.core.payload import Payload
+from sideline.core.periodic import PeriodicEntry, PeriodicState
 from sideline.core.run import Begin, RunState, RunSummary, Transition
 from sideline.core.settlement import Settlement
 
@@ -26,6 +27,7 @@ __all__ = [
     "Delivery",
     "InstanceRegistry",
     "MemoryStore",
+    "PeriodicStore",
     "QueuePort",
     "ResultStore",
     "ScheduleStore",
@@ -505,8 +507,39 @@ class ResultStore(Protocol):
         ...
 
 
+class PeriodicStore(Protocol):
+    """Periodic entries (core/periodic.py): their definitions and the last tick each
+    claimed. Ticks are kept in whole milliseconds since the epoch."""
+
+    def sync_periodic(self, entries: Sequence[PeriodicEntry], owned_jobs: Sequence[str],
+                      now: float) -> None:
+        """Reconcile the stored entries with the code's, atomically: an entry that is new
+        or changed (another fingerprint) is stored with its last tick set to `now` (its
+        earlier ticks are not due; a paused entry stays paused); a stored entry not in
+        `entries` whose job is in `owned_jobs` is removed (an entry of a job this app does
+        not declare is another app's, and is left alone)."""
+        ...
+
+    def periodic_states(self) -> list[PeriodicState]:
+        """Every stored entry's state, by name."""
+        ...
+
+    def fire_periodic(self, name: str, fingerprint: str, expected_ms: int | None,
+                      claim_ms: int, *, payloads: Sequence[Payload], now: float) -> bool:
+        """Claim the ticks of entry `name` up to `claim_ms` and push `payloads`, in one
+        atomic step, if the entry is stored with `fingerprint`, is not paused and its last
+        tick is still `expected_ms` (compare and set); False (nothing pushed) otherwise,
+        e.g. another worker claimed them first."""
+        ...
+
+    def pause_periodic(self, name: str, paused: bool, now: float) -> bool:
+        """Pause or resume entry `name` (a resumed entry's last tick becomes `now`: the
+        ticks it missed while paused are not fired); False if it is not stored."""
+        ...
+
+
 class Backend(QueuePort, ScheduleStore, WorkflowStore, InstanceRegistry, MemoryStore,
-              SettlePort, BatchStore, ResultStore, Protocol):
+              SettlePort, BatchStore, ResultStore, PeriodicStore, Protocol):
     """Everything the runtime needs: one object per adapter implements every port."""
 
     def close(self) -> None:

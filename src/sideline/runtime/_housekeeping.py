@@ -74,6 +74,10 @@ class Housekeeping:
         """Stop the running jobs someone asked to stop."""
         raise NotImplementedError
 
+    def run_periodic(self) -> int:
+        """Fire the periodic entries whose tick has come."""
+        raise NotImplementedError
+
     def work(self) -> list[dict[str, object]]:
         """What runs here now."""
         raise NotImplementedError
@@ -88,6 +92,7 @@ class Housekeeping:
             if now >= next_stop_check:
                 self._safely("reading stop requests", self.check_stops)
                 next_stop_check = now + self.stop_check_interval_s
+            self._safely("periodic jobs", self.run_periodic)
             due: object = None
             if self._safely("moving due jobs", lambda: backend.move_due(now)) is not _FAILED:  # noqa: B023
                 due = self._safely("reading the next due time", backend.next_due)

@@ -18,6 +18,7 @@ from sideline.core.admin import (
     AdminStore,
     BusyJob,
     HistoryPoint,
+    LimitView,
     QueuePage,
     QueueView,
     SetPage,
@@ -33,13 +34,18 @@ from sideline.core.admin import (
     worker_view,
 )
 from sideline.core.clock import Clock
+from sideline.core.errors import ConfigurationError, SidelineError
+from sideline.core.periodic import PeriodicEntry
 from sideline.core.ports import Backend, Delivery, SortedEntry
 from sideline.core.results import JobInfo
 from sideline.core.run import RunStatus
 from sideline.runtime import workflows
 from sideline.runtime.batches import BatchStatus
+from sideline.runtime.client import Client
 from sideline.runtime.control import job_target
 from sideline.runtime.orphans import Orphan, Recovery
+from sideline.runtime.periodic import PeriodicView
+from sideline.runtime.periodic import view as periodic_view
 from sideline.runtime.workflows import RunInfo
 
 __all__ = ["Admin", "AdminBackend", "OrphanSource"]
@@ -87,11 +93,50 @@ class Admin:
 
     def __init__(self, backend: AdminBackend, clock: Clock, *,
                  orphans: OrphanSource | None = None,
-                 after_push: Callable[[], None] | None = None) -> None:
+                 after_push: Callable[[], None] | None = None,
+                 client: Client | None = None) -> None:
         self.backend = backend
         self.clock = clock
         self._orphans = orphans
         self._after_push = after_push
+        self._client = client
+
+    # -- periodic jobs ---------------------------------------------------------------------
+
+    def periodic(self) -> list[PeriodicView]:
+        """The stored periodic entries (docs/periodic.md), by name, with their schedule,
+        next and last run, and whether they are paused."""
+        now = self.clock.now()
+        found = [periodic_view(state, now) for state in self.backend.periodic_states()]
+        return [entry for entry in found if entry is not None]
+
+    def pause_periodic(self, name: str) -> bool:
+        """Pause an entry: no tick fires until it is resumed; False if it is unknown."""
+        return self.backend.pause_periodic(name, True, self.clock.now())
+
+    def resume_periodic(self, name: str) -> bool:
+        """Resume an entry from now on (the ticks it missed while paused do not fire);
+        False if it is unknown."""
+        return self.backend.pause_periodic(name, False, self.clock.now())
+
+    def run_periodic(self, name: str) -> str | None:
+        """Push an entry's job now, once, outside its schedule (its ticks are unchanged);
+        return the jid, None if the entry is unknown.
+
+        Raises:
+            ConfigurationError: this admin API was built without a client (an App's is).
+        """
+        if self._client is None:
+            raise ConfigurationError("run_periodic needs the App's admin API (app.admin)")
+        state = next((s for s in self.backend.periodic_states() if s.name == name), None)
+        if state is None or state.definition is None:
+            return None
+        try:
+            entry = PeriodicEntry.from_definition(state.definition)
+        except (SidelineError, ValueError, KeyError, TypeError):
+            return None  # an unreadable stored definition: the listing leaves it out too
+        return self._client.enqueue(entry.job, list(entry.args), dict(entry.kwargs),
+                                    queue=entry.queue)
 
     # -- stats -----------------------------------------------------------------------------
 
@@ -222,6 +267,14 @@ class Admin:
         self.backend.fail_node("admin", Delivery("", payload.queue), buried, now)
         self.backend.delete("retry", key)
         return True
+
+    # -- limits ----------------------------------------------------------------------------
+
+    def limits(self) -> list[LimitView]:
+        """The fleet-wide limit keys in use (docs/limits.md), by key: a concurrency key's
+        max, running and parked jobs; a rate key's limit, window and starts in the window.
+        A key leaves the list once nothing holds it."""
+        return self.backend.limits(self.clock.now())
 
     # -- workers ---------------------------------------------------------------------------
 

@@ -14,8 +14,10 @@ from sideline.core import schema
 from sideline.core.batch import BATCH_LINGER_S, BATCH_TTL_S
 from sideline.core.clock import Clock, RandomSource
 from sideline.core.errors import ConfigurationError
-from sideline.core.jobs import JobOptions, JobSpec, Registry, normalize_retry
+from sideline.core.jobs import JobOptions, JobSpec, Registry, Signature, normalize_retry
+from sideline.core.limits import Concurrency, Rate
 from sideline.core.payload import Payload
+from sideline.core.periodic import DEFAULT_GRACE_S, DEFAULT_MAX_MISSED, Missed, PeriodicEntry
 from sideline.core.ports import Backend
 from sideline.core.results import DEFAULT_RESULT_TTL_S
 from sideline.core.retry import RetryIn
@@ -111,6 +113,8 @@ class App:
                              after_push=self.after_push)
         """Builds, checks and pushes payloads; what `Job.enqueue*` and workflow runs use."""
         self.keep_memory = keep_memory
+        self.periodic_entries: dict[str, PeriodicEntry] = {}
+        """The periodic entries declared on this app (`periodic`, `@app.job(cron=...)`)."""
         self.store_results = store_results
         self.result_ttl_s = result_ttl_s
         self.templates = Templates(self)
@@ -129,7 +133,8 @@ class App:
             input: type[Any] | None = None, output: type[Any] | None = None,
             retry_schema_errors: bool = False, memory_namespace: bool | str = False,
             store_result: bool | None = None, result_ttl: int | None = None,
-            isolation: str = "thread",
+            isolation: str = "thread", limit: Concurrency | Rate | None = None,
+            cron: str | None = None, every_s: float | None = None, tz: str = "UTC",
             ) -> Callable[[Callable[..., Any]], Job[Any, Any]]: ...
 
     def job(self, func: Callable[..., Any] | None = None, /, *, name: str | None = None,
@@ -139,7 +144,8 @@ class App:
             input: type[Any] | None = None, output: type[Any] | None = None,
             retry_schema_errors: bool = False, memory_namespace: bool | str = False,
             store_result: bool | None = None, result_ttl: int | None = None,
-            isolation: str = "thread",
+            isolation: str = "thread", limit: Concurrency | Rate | None = None,
+            cron: str | None = None, every_s: float | None = None, tz: str = "UTC",
             ) -> Job[Any, Any] | Callable[[Callable[..., Any]], Job[Any, Any]]:
         """Declare a job: a function (`def` or `async def`), or a class whose instances
         have `perform(...)`.
@@ -172,6 +178,11 @@ class App:
             isolation: "thread" (default), or "process": run in a child process of a
                 small pool, killed at its timeout or when stopped (plain JSON arguments
                 and result; not for async or typed jobs).
+            limit: `Concurrency(key, max)` or `Rate(key, limit, per_s)`: a fleet-wide
+                limit per key, the key a template over the arguments ("customer:{0}")
+                or a callable (docs/limits.md).
+            cron, every_s, tz: also a periodic entry named after the job, pushing it
+                with no arguments on this schedule (see `periodic`, docs/periodic.md).
         """
 
         def declare(target: Callable[..., Any]) -> Job[Any, Any]:
@@ -186,13 +197,16 @@ class App:
                                  store_result=self.store_results if store_result is None
                                  else store_result,
                                  result_ttl_s=self.result_ttl_s if result_ttl is None
-                                 else result_ttl, isolation=isolation)
+                                 else result_ttl, isolation=isolation, limit=limit)
             spec = JobSpec(
                 job_name, target, options,
                 input=None if input is None else schema.check_schema(input, f"job {job_name!r} input"),
                 output=None if output is None else schema.check_schema(
                     output, f"job {job_name!r} output"))
             self.registry.add(spec)
+            if cron is not None or every_s is not None:
+                self._add_periodic(PeriodicEntry(name=job_name, job=job_name, cron=cron,
+                                                 every_s=every_s, tz=tz))
             if on_exhausted is not None:
                 self.exhausted_hooks[job_name] = on_exhausted
             return Job(self, spec)
@@ -221,7 +235,8 @@ class App:
             registry=self.registry,
             settings=Settings(max_recoveries=self.max_recoveries, run_ttl_s=self.run_ttl_s),
             server_middleware=self.server_middleware,
-            observers=Observers([self._death], self.observers), perform=self.perform, app=self)
+            observers=Observers([self._death], self.observers), perform=self.perform, app=self,
+            client=self.client, periodic=self.periodic_entries)
 
     # -- pushing jobs ----------------------------------------------------------------------
 
@@ -274,6 +289,42 @@ class App:
     def memory(self, run_id: str) -> dict[str, Any]:
         """Every key of a run's memory (empty once cleared or expired)."""
         return self.backend.read(run_id, None, self.clock.now())
+
+    # -- periodic jobs ---------------------------------------------------------------------
+
+    def periodic(self, name: str, signature: Signature, *, cron: str | None = None,
+                 every_s: float | None = None, tz: str = "UTC", missed: Missed | str = Missed.LATEST,
+                 max_missed: int = DEFAULT_MAX_MISSED, grace_s: float = DEFAULT_GRACE_S,
+                 ) -> PeriodicEntry:
+        """Push `signature`'s job on a schedule, from every worker, each tick exactly once
+        (docs/periodic.md).
+
+        Args:
+            name: the entry's name (unique in the app; the key of its state).
+            signature: the job and its arguments (`job.s(...)`); its queue, if set, wins.
+            cron: a 5-field cron expression, evaluated in `tz` (needs the cron extra).
+            every_s: or a fixed interval in seconds (>= 1), aligned to the epoch.
+            tz: an IANA time zone name (cron only; daylight-saving changes handled).
+            missed: what ticks missed while no worker ran do: "skip", "latest" (fire the
+                latest once, the default) or "all" (up to `max_missed`).
+            grace_s: under "skip", how late a tick may still be fired.
+
+        Raises:
+            ConfigurationError: a bad schedule, name or time zone, an undeclared job, or
+                the name declared twice.
+        """
+        self.registry.get(signature.job)  # UnknownJob now rather than at the first tick
+        return self._add_periodic(PeriodicEntry(
+            name=name, job=signature.job, args=tuple(signature.args),
+            kwargs=dict(signature.kwargs), cron=cron, every_s=every_s, tz=tz,
+            missed=Missed(missed), max_missed=max_missed, grace_s=grace_s,
+            queue=signature.queue))
+
+    def _add_periodic(self, entry: PeriodicEntry) -> PeriodicEntry:
+        if entry.name in self.periodic_entries and self.periodic_entries[entry.name] != entry:
+            raise ConfigurationError(f"periodic entry {entry.name!r} is declared twice")
+        self.periodic_entries[entry.name] = entry
+        return entry
 
     # -- templates -------------------------------------------------------------------------
 
@@ -352,6 +403,7 @@ class App:
         """The admin API: stats, queues, the scheduled/retry/dead sets, workers, orphans."""
         # Every adapter implements AdminStore (tests/contract/test_admin_store.py).
         return Admin(cast("AdminBackend", self.backend), self.clock, orphans=self,
+                     client=self.client,
                      after_push=self.after_push)
 
     def worker(self, **options: Any) -> Worker:

@@ -21,6 +21,7 @@ import attrs
 from sideline.core.clock import Clock
 from sideline.core.errors import SerializationError
 from sideline.core.jobs import Registry
+from sideline.core.limits import limit_fields, resolve_key
 from sideline.core.payload import MAX_PAYLOAD_BYTES, Payload, check_json_native, encode
 from sideline.core.ports import Backend
 from sideline.runtime import typed
@@ -82,6 +83,9 @@ class Client:
                 the payload would be over `MAX_PAYLOAD_BYTES`.
             SchemaError: a typed job's arguments do not fit its Input (for a workflow
                 step, only the arguments given are checked: run memory adds the rest).
+            ConfigurationError: the job's limit key cannot be built from its arguments
+                (core.limits.resolve_key; a typed step's key sees only the arguments
+                given, not those run memory adds).
         """
         spec = self.registry.get(name)
         for index, arg in enumerate(args):
@@ -94,6 +98,9 @@ class Client:
         fields.setdefault("jid", new_id())
         fields.setdefault("queue", options.queue)
         fields.setdefault("created_at", self.clock.now())
+        if options.limit is not None and "limit_key" not in fields:
+            fields.update(limit_fields(options.limit,
+                                       resolve_key(options.limit, name, args, kwargs)))
         payload = Payload(name=name, args=list(args), kwargs=dict(kwargs), retry=options.retry,
                           dead=options.dead, timeout_s=options.timeout_s,
                           tags=list(options.tags), **fields)

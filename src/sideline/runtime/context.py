@@ -7,14 +7,16 @@ App: the App is the user's facade, not a service locator (DESIGN.md section 7).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from sideline.core.clock import Clock, RandomSource
 from sideline.core.jobs import JobSpec, Registry
+from sideline.core.periodic import PeriodicEntry
 from sideline.core.ports import Backend
+from sideline.runtime.client import Client
 from sideline.runtime.middleware import ServerMiddleware
 from sideline.runtime.observers import DeathHandler, Observer
 
@@ -57,3 +59,7 @@ class Runtime:
     observers: Iterable[Observer]
     perform: Perform
     app: App
+    client: Client
+    """Pushes jobs (the periodic scheduler builds each tick's payload through it)."""
+    periodic: Mapping[str, PeriodicEntry]
+    """The app's periodic entries by name (every worker runs their scheduling loop)."""

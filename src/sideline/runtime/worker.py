@@ -30,6 +30,7 @@ from sideline.runtime.context import Runtime
 from sideline.runtime.control import RunningJobs
 from sideline.runtime.executor import Lanes, process
 from sideline.runtime.observers import notify
+from sideline.runtime.periodic import Scheduler
 
 if TYPE_CHECKING:
     from sideline.runtime.app import App
@@ -149,6 +150,9 @@ class Worker(Housekeeping):
         self._pool: ProcessPool | None = None
         self._lanes = Lanes(running=self.running_jobs)
         self._handed = itertools.count(1)
+        self.scheduler: Scheduler | None = None
+        """The periodic jobs' loop (when the app declares entries), run by the poller."""
+        self._scheduler_started = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -178,7 +182,11 @@ class Worker(Housekeeping):
     def _start_lanes(self) -> None:
         """The event loop for async jobs and the process pool for isolated ones, when the
         app declares such jobs."""
-        specs = [self.runtime.registry.get(name) for name in self.runtime.registry.names()]
+        registry = self.runtime.registry
+        if self.runtime.periodic:
+            self.scheduler = Scheduler(self.runtime.backend, self.runtime.client,
+                                       self.runtime.periodic, registry.names())
+        specs = [registry.get(name) for name in registry.names()]
         if any(spec.is_async for spec in specs):
             self._aio = AsyncRunner(self.async_concurrency).start()
         if any(spec.options.isolation == "process" for spec in specs):
@@ -202,6 +210,20 @@ class Worker(Housekeeping):
                 self._since.pop(key, None)
 
         return release
+
+    def run_periodic(self) -> int:
+        """Fire the periodic entries whose tick has come (reconciling them first, once);
+        return how many ticks this worker fired."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return 0
+        now = self.runtime.clock.now()
+        if not self._scheduler_started:
+            scheduler.start(now)
+            self._scheduler_started = True
+        if scheduler.next_due > now:
+            return 0
+        return scheduler.run_due(now)
 
     def check_stops(self) -> int:
         """Ask the backend which running jobs someone wants stopped, and stop them;

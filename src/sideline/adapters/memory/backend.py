@@ -18,12 +18,15 @@ import attrs
 
 from sideline.adapters.memory._admin import AdminOps
 from sideline.adapters.memory._batches import BatchOps, _Batch
+from sideline.adapters.memory._limits import Budget, LimitOps, LimitState, queue_of
 from sideline.adapters.memory._memory import RunMemory
+from sideline.adapters.memory._periodic import PeriodicOps
 from sideline.adapters.memory._results import ResultOps
 from sideline.adapters.memory._runs import RunOps, _Run
 from sideline.adapters.memory.faults import FaultPlan
 from sideline.core.clock import Clock
 from sideline.core.errors import PayloadError, RunExpired, WorkflowError
+from sideline.core.limits import PARK_PER_FETCH
 from sideline.core.payload import (
     Payload,
     bump_recoveries,
@@ -53,7 +56,7 @@ __all__ = ["MemoryBackend"]
 _SETS = ("scheduled", "retry", "dead")
 
 
-class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
+class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps, PeriodicOps, LimitOps):
     """The embedded backend: thread-safe, deterministic, and inspectable from tests.
 
     Args:
@@ -96,6 +99,8 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
         self._stops: dict[str, float] = {}  # stop target -> requested at
         self._results_changed = threading.Condition(self._lock)
         self._runs_changed = threading.Condition(self._lock)  # a run finished
+        self._periodic: dict[str, dict[str, str]] = {}  # entry name -> its state fields
+        self._limits = LimitState()  # limit keys in use: slots, parked jobs, rate starts
 
     # -- internals -------------------------------------------------------------------------
 
@@ -121,9 +126,11 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
             self._sets["scheduled"][payload.jid] = (at, encode(payload))
 
     def _remove_in_progress(self, worker_id: str, delivery: Delivery) -> None:
+        """Take a job out of the worker's hands (an ack), freeing its limit slot."""
         held = self._in_progress.get(worker_id)
         if held is not None and delivery in held:
             held.remove(delivery)
+            self._free(worker_id, delivery.raw)
 
     def _add_dead(self, payload: Payload, now: float, keep: bool | None = None) -> None:
         if not (payload.dead if keep is None else keep):  # keep: the settlement's keep_dead
@@ -162,13 +169,14 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
         workflow step begun when `begin_at` is given)."""
         self.faults.check("fetch", "before")
         with self._ready:
-            found = self._take(worker_id, queues, begin_at=begin_at)
+            found = self._take(worker_id, queues, self._now(begin_at), begin=begin_at is not None)
             if found is None and timeout_s > 0:
                 generation = self._wakeups
                 self._ready.wait_for(
                     lambda: self._wakeups != generation or any(self._queues.get(q) for q in queues),
                     timeout_s)
-                found = self._take(worker_id, queues, begin_at=begin_at)
+                found = self._take(worker_id, queues, self._now(begin_at),
+                                   begin=begin_at is not None)
         if found is not None:
             self.faults.check("fetch", "after")  # the reply is lost: the job stays held
         return found
@@ -187,13 +195,15 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
         self.faults.check("fetch", "before")
         with self._lock:
             found: list[Delivery] = []
+            now, budget = self._now(begin_at), Budget()  # one call: one time, one budget
             while len(found) < limit:
-                delivery = self._take(worker_id, queues, begin_at=begin_at)
+                delivery = self._take(worker_id, queues, now, begin=begin_at is not None,
+                                      budget=budget)
                 if delivery is None:
                     break
                 found.append(delivery)
             while len(found) >= limit and len(found) < limit + prefetch:
-                delivery = self._take(worker_id, queues, prefetched=True)
+                delivery = self._take(worker_id, queues, now, prefetched=True, budget=budget)
                 if delivery is None:
                     break
                 found.append(delivery)
@@ -214,15 +224,31 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
             held.append(started)
             return started
 
-    def _take(self, worker_id: str, queues: Sequence[str], prefetched: bool = False,
-              begin_at: Callable[[], float] | None = None) -> Delivery | None:
+    def _now(self, begin_at: Callable[[], float] | None) -> float:
+        """The time of a fetch: the caller's clock when it gives one, else the backend's."""
+        return self._clock() if begin_at is None else begin_at()
+
+    def _take(self, worker_id: str, queues: Sequence[str], now: float, *,
+              prefetched: bool = False, begin: bool = False,
+              budget: Budget | None = None) -> Delivery | None:
+        """Move the first job its limit admits, from the first non-empty queue, into the
+        worker's hands (fetch.lua's take), its workflow step begun at `now` if `begin`.
+
+        A job its limit refuses is parked or scheduled (LimitOps._admit) and the next one
+        tried; a call (`budget`, shared by its takes) refuses at most PARK_PER_FETCH, then
+        wakes the blocked fetches (a wake token, on Redis) and takes nothing more.
+        """
+        budget = Budget() if budget is None else budget
         for queue in queues:
             pending = self._queues.get(queue)
-            if pending:
+            while pending and budget.refused < PARK_PER_FETCH:
                 raw = pending.popleft()
-                begun = None
-                if begin_at is not None and not prefetched:
-                    begun = self._begin_fetched(raw, begin_at())
+                if not self._admit(worker_id, queue, raw, now):
+                    budget.refused += 1
+                    if budget.refused == PARK_PER_FETCH and pending:
+                        self._ready.notify_all()
+                    continue
+                begun = self._begin_fetched(raw, now) if begin and not prefetched else None
                 delivery = Delivery(raw, queue, prefetched, begun)
                 self._in_progress.setdefault(worker_id, []).append(delivery)
                 return delivery
@@ -256,6 +282,7 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
             if held is None or delivery not in held:
                 return False
             held.remove(delivery)
+            self._free(worker_id, delivery.raw)
             self._push_raw(delivery.queue, delivery.raw, front=True)
             return True
 
@@ -306,7 +333,11 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
             )[:limit]
             for _at, kind, jid in due:
                 _score, raw = self._sets[kind].pop(jid)
-                payload = decode(raw)
+                try:
+                    payload = decode(raw)
+                except PayloadError:  # a refused limited job that no worker will accept:
+                    self._push_raw(queue_of(raw), raw)  # pushed as is, to be buried
+                    continue
                 self._push_raw(payload.queue, encode(attrs.evolve(payload, enqueued_at=now)))
             return len(due)
 
@@ -352,6 +383,7 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
             held = self._ordered_held(worker_id)
             self._in_progress.pop(worker_id, None)
             for delivery in reversed(held):
+                self._free(worker_id, delivery.raw)
                 self._push_raw(delivery.queue, _recovered_text(delivery), front=True)
             return len(held)
 
@@ -371,16 +403,18 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
             if delivery not in held:
                 return False
             held.remove(delivery)
+            self._free(worker_id, delivery.raw)
             self._push_raw(delivery.queue, _recovered_text(delivery), front=True)
             return True
 
     def discard(self, worker_id: str, delivery: Delivery) -> bool:
-        """Drop one held job."""
+        """Drop one held job (freeing its limit slot)."""
         with self._lock:
             held = self._in_progress.get(worker_id, [])
             if delivery not in held:
                 return False
             held.remove(delivery)
+            self._free(worker_id, delivery.raw)
             return True
 
     def log_recoveries(self, entries: Sequence[str], keep: int) -> None:
@@ -415,9 +449,10 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
                     for w, (expires, info) in sorted(self._workers.items())]
 
     def forget_worker(self, worker_id: str) -> None:
-        """Remove a worker from the registry."""
+        """Remove a worker from the registry, freeing any limit slot still recorded for it."""
         with self._lock:
             self._workers.pop(worker_id, None)
+            self._forget_slots(worker_id)
 
     def acquire_lock(self, name: str, ttl_s: float, now: float) -> str | None:
         """Take lock `name` unless a live holder has it."""
@@ -475,8 +510,8 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps):
             if settlement.tracked:
                 self._store_result(settlement, now)
             self._count_stats(settlement, now)
-            following = self._take(worker_id, fetch_from, begin_at=(lambda: now) if begin_next
-                                   else None) if fetch_from else None
+            following = self._take(worker_id, fetch_from, now,
+                                   begin=begin_next) if fetch_from else None
             return Settled(transition, following)
 
     def _count_stats(self, settlement: Settlement, now: float) -> None:

@@ -35,6 +35,11 @@ class Keys:
                                        (JSON; waiters rotate it, never consume it; own TTL)
         P jobinfo:<jid>                hash: a job's state, progress... (own TTL)
         P stops                        sorted set "jid:<jid>" | "run:<id>" -> requested at
+        P limits                       hash: limit key in use -> "concurrency|<max>" or
+                                       "rate|<limit>|<per_s>" (the admin view's index)
+        P limit:<key>:running          hash jid -> worker holding one of the key's slots
+        P limit:<key>:parked           list of "queue|payload" parked until a slot frees
+        P limit:<key>:starts           sorted set "<jid>@<time>" by start (rate; own TTL)
     """
 
     def __init__(self, namespace: str) -> None:

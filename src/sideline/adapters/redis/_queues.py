@@ -74,10 +74,11 @@ class QueueOps(RedisBase):
         for queue in queues:
             keys += [self.keys.queue(queue), self.keys.in_progress(worker_id, queue),
                      self.keys.prefetch(worker_id, queue)]
-        begin = "" if begin_at is None else num(begin_at())
+        now = num(time.time() if begin_at is None else begin_at())  # limits' clock
+        begin = "" if begin_at is None else now
         with translate("fetch"):
-            found = self.scripts["fetch"](keys=keys,
-                                          args=[self.prefix, limit, prefetch, begin, credit])
+            found = self.scripts["fetch"](
+                keys=keys, args=[self.prefix, limit, prefetch, begin, credit, now, worker_id])
         return [Delivery(found[i + 1], queues[int(found[i]) - 1], i // 3 >= limit,
                          found[i + 2] or None)
                 for i in range(0, len(found), 3)]
@@ -129,15 +130,22 @@ class QueueOps(RedisBase):
             pipe.execute()
 
     def ack(self, worker_id: str, delivery: Delivery) -> None:
-        """Remove a finished job from the worker's in-progress list."""
-        with translate("ack"):
-            self.client.lrem(self.keys.held(worker_id, delivery), 1, raw_bytes(delivery.raw))
+        """Remove a finished job from the worker's in-progress list (freeing its limit slot)."""
+        self._drop_held(worker_id, delivery, "ack")
+
+    def _drop_held(self, worker_id: str, delivery: Delivery, operation: str) -> bool:
+        """drop_held.lua: take a job out of the worker's hands, freeing its limit slot."""
+        with translate(operation):
+            return bool(self.scripts["drop_held"](
+                keys=[self.keys.held(worker_id, delivery)],
+                args=[self.prefix, raw_bytes(delivery.raw), worker_id]))
 
     def requeue(self, worker_id: str, delivery: Delivery) -> bool:
         """Put an unfinished job back at the head of its queue; False if it is not held."""
         with translate("requeue"):
-            return bool(self.scripts["requeue"](keys=[self.keys.held(worker_id, delivery)],
-                                                args=[self.prefix, delivery.queue, raw_bytes(delivery.raw)]))
+            return bool(self.scripts["requeue"](
+                keys=[self.keys.held(worker_id, delivery)],
+                args=[self.prefix, delivery.queue, raw_bytes(delivery.raw), worker_id]))
 
     def in_progress(self, worker_id: str) -> list[str]:
         """The raw jobs in a worker's in-progress lists."""
@@ -171,7 +179,7 @@ class QueueOps(RedisBase):
             self.scripts["retry_later"](
                 keys=[self.keys.held(worker_id, delivery)],
                 args=[self.prefix, raw_bytes(delivery.raw), payload.jid, num(at), payload.queue,
-                      encode(payload)])
+                      encode(payload), worker_id])
 
     def kill(self, worker_id: str, delivery: Delivery, payload: Payload, now: float) -> None:
         """Ack and keep the payload in the dead set, atomically."""
@@ -180,7 +188,8 @@ class QueueOps(RedisBase):
                 keys=[self.keys.held(worker_id, delivery)],
                 args=[self.prefix, raw_bytes(delivery.raw), payload.jid, payload.queue,
                       encode(payload),
-                      num(now), int(payload.dead), self.max_dead, num(self.dead_ttl_s)])
+                      num(now), int(payload.dead), self.max_dead, num(self.dead_ttl_s),
+                      worker_id])
 
     def move_due(self, now: float, limit: int = 1000) -> int:
         """Move due scheduled and retry jobs to their queues."""
@@ -264,12 +273,11 @@ class QueueOps(RedisBase):
                       key=lambda worker: worker.worker_id)
 
     def forget_worker(self, worker_id: str) -> None:
-        """Remove a worker from the registry."""
+        """Remove a worker from the registry, freeing any limit slot still recorded for it."""
         with translate("forget_worker"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.zrem(self.keys("workers"), worker_id)
-            pipe.delete(self.keys("worker", worker_id))
-            pipe.execute()
+            self.scripts["forget_worker"](
+                keys=[self.keys("workers"), self.keys("worker", worker_id)],
+                args=[self.prefix, worker_id])
 
     def recover(self, worker_id: str) -> int:
         """Move a dead worker's held jobs back to their queues, one atomic move each, keeping
@@ -300,13 +308,11 @@ class QueueOps(RedisBase):
         with translate("recover_job"):
             return bool(self.scripts["recover_job"](
                 keys=[self.keys.held(worker_id, delivery)],
-                args=[self.prefix, delivery.queue, raw_bytes(delivery.raw), pushed]))
+                args=[self.prefix, delivery.queue, raw_bytes(delivery.raw), pushed, worker_id]))
 
     def discard(self, worker_id: str, delivery: Delivery) -> bool:
-        """Drop one held job."""
-        with translate("discard"):
-            key = self.keys.held(worker_id, delivery)
-            return bool(self.client.lrem(key, 1, raw_bytes(delivery.raw)))
+        """Drop one held job (freeing its limit slot)."""
+        return self._drop_held(worker_id, delivery, "discard")
 
     def log_recoveries(self, entries: Sequence[str], keep: int) -> None:
         """Prepend recovery records, keeping the newest `keep`."""

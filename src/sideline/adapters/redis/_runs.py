@@ -105,7 +105,8 @@ class RunOps(RedisBase):
         keys = [*self._keys(run_id), self.keys.in_progress(worker_id, delivery.queue)]
         with translate("complete_node"):
             result = self.scripts["complete_node"](
-                keys=keys, args=[self.prefix, run_id, node_id, num(now), raw_bytes(delivery.raw)])
+                keys=keys, args=[self.prefix, run_id, node_id, num(now), raw_bytes(delivery.raw),
+                                 worker_id])
         if result == "expired":
             raise RunExpired.of(run_id)
         return _transition(result)
@@ -122,7 +123,8 @@ class RunOps(RedisBase):
                 keys=keys,
                 args=[self.prefix, run_id, node, num(now), raw_bytes(delivery.raw), payload.jid,
                       payload.queue, encode(payload), int(payload.dead), self.max_dead,
-                      num(self.dead_ttl_s), json.dumps([error.error_class, error.error_message])])
+                      num(self.dead_ttl_s), json.dumps([error.error_class, error.error_message]),
+                      worker_id])
         transition = _transition(result)
         if payload.node_id is not None and transition.nodes.get(payload.node_id) is NodeStatus.DEAD:
             transition = attrs.evolve(transition, errors={payload.node_id: error})

@@ -12,6 +12,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from sideline.core.batch import BatchEvent, Callback
+from sideline.core.limits import MAX_COUNT, PARK_PER_FETCH
 from sideline.core.run import (
     FINISHED_TTL_S,
     RUN_TTL_HEADROOM,
@@ -35,13 +36,18 @@ SCRIPT_NAMES = (
     "claim",
     "complete_node",
     "create_run",
+    "drop_held",
     "extend_run_ttl",
     "fail_node",
     "fetch",
+    "forget_worker",
     "heartbeat",
     "kill",
+    "limit_view",
     "memory_write",
     "move_due",
+    "periodic_fire",
+    "periodic_sync",
     "push",
     "recover_job",
     "release_lock",
@@ -72,7 +78,7 @@ def _set_table(name: str, statuses: Iterable[NodeStatus]) -> str:
 
 
 def prelude() -> str:
-    """The Lua constants generated from core (statuses, status sets, default TTLs).
+    """The Lua constants generated from core (statuses, status sets, default TTLs, limits).
 
     Prepended to every script before `_lib.lua`, so the Lua state machine reads the same
     values as core.run instead of copies that could drift.
@@ -88,6 +94,8 @@ def prelude() -> str:
         _set_table("STOPPABLE", STOPPABLE),
         f"local FINISHED_TTL_S = {int(FINISHED_TTL_S)}  -- sideline.core.run.FINISHED_TTL_S",
         f"local RUN_TTL_HEADROOM = {RUN_TTL_HEADROOM!r}  -- sideline.core.run.RUN_TTL_HEADROOM",
+        f"local PARK_PER_FETCH = {PARK_PER_FETCH}  -- sideline.core.limits.PARK_PER_FETCH",
+        f"local MAX_COUNT = {MAX_COUNT}  -- sideline.core.limits.MAX_COUNT",
     ))
 
 

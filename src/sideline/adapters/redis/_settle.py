@@ -50,8 +50,9 @@ class SettleOps(RedisBase):
             payload.batch_id or "" if settlement.batch is not None else "",
             str(settlement.batch or ""),
             json.dumps([payload.error_class or "", payload.error_message or ""]),
-            json.dumps(list(settlement.await_batches)) if settlement.await_batches else ""]
-        if settlement.tracked:  # ARGV[28..31]; an untracked job sends none (settle.lua)
+            json.dumps(list(settlement.await_batches)) if settlement.await_batches else "",
+            worker_id]
+        if settlement.tracked:  # ARGV[29..32]; an untracked job sends none (settle.lua)
             args += _tracking(settlement)
         with translate("settle"):
             result = self.scripts["settle"](keys=keys, args=args)
@@ -79,7 +80,7 @@ class SettleOps(RedisBase):
 
 
 def _tracking(settlement: Settlement) -> list[str | bytes | int]:
-    """settle.lua's ARGV[28..31] for a job that stores its result: the TTL, its state, its
+    """settle.lua's ARGV[29..32] for a job that stores its result: the TTL, its state, its
     result record and a retry's count (see _lib.lua store_result)."""
     if settlement.action is Action.RETRY:
         return [settlement.result_ttl_s, str(JobState.RETRYING), "",

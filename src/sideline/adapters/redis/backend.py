@@ -14,7 +14,9 @@ from redis.retry import Retry
 from sideline.adapters.redis._admin import AdminOps
 from sideline.adapters.redis._base import RedisClient
 from sideline.adapters.redis._batches import BatchOps
+from sideline.adapters.redis._limits import LimitOps
 from sideline.adapters.redis._memory import MemoryOps
+from sideline.adapters.redis._periodic import PeriodicOps
 from sideline.adapters.redis._queues import QueueOps
 from sideline.adapters.redis._results import ResultOps
 from sideline.adapters.redis._runs import RunOps
@@ -73,7 +75,8 @@ def _connect_cluster(connect: Callable[[], RedisCluster]) -> RedisCluster:
             "mode, and is cluster_state ok?)") from exc
 
 
-class RedisBackend(QueueOps, RunOps, BatchOps, MemoryOps, SettleOps, ResultOps, AdminOps):
+class RedisBackend(QueueOps, RunOps, BatchOps, MemoryOps, SettleOps, ResultOps, AdminOps, PeriodicOps,
+                   LimitOps):
     """The production backend.
 
     Args:

@@ -12,6 +12,13 @@ local function num(x)
   return string.format('%.17g', x)
 end
 
+-- Add a wake token to queue `queue`: a worker blocked in BLPOP on it returns at once.
+local function wake_queue(P, queue)
+  local wake = P .. 'wake:' .. queue
+  redis.call('RPUSH', wake, '1')
+  redis.call('LTRIM', wake, -16, -1)
+end
+
 local function push_job(P, queue, raw, front)
   if front then
     redis.call('LPUSH', P .. 'queue:' .. queue, raw)
@@ -20,9 +27,7 @@ local function push_job(P, queue, raw, front)
   end
   redis.call('SADD', P .. 'queues', queue)
   -- one wake token per push lets a worker blocked in BLPOP start the job at once
-  local wake = P .. 'wake:' .. queue
-  redis.call('RPUSH', wake, '1')
-  redis.call('LTRIM', wake, -16, -1)
+  wake_queue(P, queue)
 end
 
 -- Append "field":value to a compact JSON object. JSON decoders keep the last of
@@ -649,20 +654,171 @@ local function on_taken(P, queue_key, raw, begin_now, credited)
   return begin_fetched(P, raw, begin_now)
 end
 
+-- ---- fleet-wide limits per key (core/limits.py; adapters/memory/_limits.py is the twin) ----
+-- Keys built from P: "limits" (hash: each key in use -> "concurrency|<max>" or
+-- "rate|<limit>|<per_s>", the index the admin view reads), "limit:<key>:running" (hash:
+-- jid -> the worker holding one of the key's slots), "limit:<key>:parked" (list of
+-- "queue|payload", the next to release first) and "limit:<key>:starts" (sorted set
+-- "<jid>@<time>" by start time, expiring one window after the newest start).
+
+local function present(value)  -- a JSON null reads as an absent field
+  if value == cjson.null then
+    return nil
+  end
+  return value
+end
+
+-- A whole number >= 1 below 2^53 (core.limits.MAX_COUNT), else nil.
+local function limit_count(value)
+  if type(value) ~= 'number' or value ~= value or value < 1 or value >= MAX_COUNT
+      or value ~= math.floor(value) then
+    return nil
+  end
+  return value
+end
+
+-- mirrors core.limits.limit_of: the limit job text `raw` declares, as a table {key, jid,
+-- spec, and max (concurrency) or rate and per (rate)}, or nil: no limit_key in the text
+-- (an unlimited job is never decoded here), not an object, or fields that make no limit
+-- (that job is handed out unlimited, and the worker's strict decode buries it).
+local function limit_of(raw)
+  if not string.find(raw, '"limit_key"', 1, true) then
+    return nil
+  end
+  local ok, job = pcall(cjson.decode, raw)
+  if not ok or type(job) ~= 'table' then
+    return nil
+  end
+  local key, jid = present(job.limit_key), present(job.jid)
+  if type(key) ~= 'string' or key == '' or type(jid) ~= 'string' then
+    return nil
+  end
+  local max, rate, per = present(job.limit_max), present(job.limit_rate), present(job.limit_per_s)
+  if max ~= nil and rate == nil and per == nil then
+    max = limit_count(max)
+    if not max then
+      return nil
+    end
+    return {key = key, jid = jid, max = max, spec = 'concurrency|' .. string.format('%d', max)}
+  end
+  if max == nil and rate ~= nil and per ~= nil then
+    rate = limit_count(rate)
+    if not rate or type(per) ~= 'number' or not (per > 0) or per >= math.huge then
+      return nil
+    end
+    return {key = key, jid = jid, rate = rate, per = per,
+            spec = 'rate|' .. string.format('%d', rate) .. '|' .. num(per)}
+  end
+  return nil
+end
+
+-- Whether job `raw`, just moved from queue `queue` to the worker's list `held`, may be
+-- handed to `worker` at `now` (the twin of LimitOps._admit). A job without a limit may. A
+-- concurrency job takes a slot when its key has fewer than its max running; else it is
+-- parked (leaves `held` for the key's parked list: not run, not counted, no retry used).
+-- A rate job records its start when its key's window (the last per_s seconds) has fewer
+-- than its limit; else it leaves `held` for the scheduled set, due when the oldest start
+-- leaves the window. The job that takes a key's first slot, or starts its window, enters
+-- the key in the index with its limit: a key stays there while anything holds it (only
+-- free_slot and limit_view.lua take it out, once nothing does).
+local function admit(P, raw, queue, held, worker, now)
+  local L = limit_of(raw)
+  if not L then
+    return true
+  end
+  local base = P .. 'limit:' .. L.key
+  if L.max then
+    local running = base .. ':running'
+    local count = redis.call('HLEN', running)
+    if count < L.max then
+      if count == 0 then
+        redis.call('HSET', P .. 'limits', L.key, L.spec)
+      end
+      redis.call('HSET', running, L.jid, worker)
+      return true
+    end
+    redis.call('LREM', held, -1, raw)
+    redis.call('RPUSH', base .. ':parked', queue .. '|' .. raw)
+    return false
+  end
+  local starts = base .. ':starts'
+  redis.call('ZREMRANGEBYSCORE', starts, '-inf', num(tonumber(now) - L.per))
+  local count = redis.call('ZCARD', starts)
+  if count < L.rate then
+    if count == 0 then
+      redis.call('HSET', P .. 'limits', L.key, L.spec)
+    end
+    redis.call('ZADD', starts, now, L.jid .. '@' .. now)
+    -- a window's worth of milliseconds plus a second, at most ~31 years (an integer Redis
+    -- reads whatever per_s a payload carries)
+    redis.call('PEXPIRE', starts, string.format('%d', math.min(math.ceil(L.per * 1000) + 1000,
+                                                               1e12)))
+    return true
+  end
+  local oldest = redis.call('ZRANGE', starts, 0, 0, 'WITHSCORES')
+  redis.call('LREM', held, -1, raw)
+  set_add(P, 'schedule', L.jid, num(tonumber(oldest[2]) + L.per), queue, raw)
+  return false
+end
+
+-- Free the slot of job `jid` under concurrency key `key` if `worker` holds it, and release
+-- the oldest parked job of the key to the head of its queue (with a wake token); a key
+-- left with nothing running or parked leaves the index. Returns 1 if a slot was freed.
+local function free_slot(P, key, jid, worker)
+  local base = P .. 'limit:' .. key
+  local running = base .. ':running'
+  if redis.call('HGET', running, jid) ~= worker then
+    return 0
+  end
+  redis.call('HDEL', running, jid)
+  local entry = redis.call('LPOP', base .. ':parked')
+  if entry then
+    local queue, job = split_entry(entry)
+    push_job(P, queue, job, true)
+  elseif redis.call('HLEN', running) == 0 then
+    redis.call('HDEL', P .. 'limits', key)
+  end
+  return 1
+end
+
+-- Job `raw` has left `worker`'s hands (settled, requeued, recovered, discarded): free its
+-- concurrency slot, if it holds one (the twin of LimitOps._free). Call it only when the
+-- job was really taken out of the worker's list.
+local function limit_free(P, raw, worker)
+  local L = limit_of(raw)
+  if L and L.max then
+    free_slot(P, L.key, L.jid, worker)
+  end
+end
+
 -- Move at most one job from the first non-empty queue to this worker's in-progress list
 -- (fetch.lua with limit 1), using up its wake token, and begin its workflow step when
--- `begin_now` is not '' (on_taken). `first` is the index in KEYS of the first
--- (queue, in-progress) pair. Returns the pair's number (1-based), the job and what
--- begin_fetched said, or nil.
-local function take_one(P, first, begin_now)
+-- `begin_now` is not '' (on_taken). A job its limit refuses (admit) is parked or
+-- scheduled and the next one tried, at most PARK_PER_FETCH of them; when that many were
+-- refused, a wake token is left on the queue so a fetcher goes on at once. `first` is
+-- the index in KEYS of the first (queue, in-progress) pair. Returns the pair's number
+-- (1-based), the job and what begin_fetched said, or nil.
+local function take_one(P, first, begin_now, worker, now)
+  local refused = 0
   for i = first, #KEYS, 2 do
-    local raw = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
-    if raw then
-      -- recovery finds held lists through the queue-name set (as fetch.lua)
-      for j = first, #KEYS, 2 do
-        redis.call('SADD', P .. 'queues', string.sub(KEYS[j], #P + 7))
+    local queue = string.sub(KEYS[i], #P + 7)
+    while refused < PARK_PER_FETCH do
+      local raw = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
+      if not raw then
+        break
       end
-      return (i - first) / 2 + 1, raw, on_taken(P, KEYS[i], raw, begin_now, false)
+      if admit(P, raw, queue, KEYS[i + 1], worker, now) then
+        -- recovery finds held lists through the queue-name set (as fetch.lua)
+        for j = first, #KEYS, 2 do
+          redis.call('SADD', P .. 'queues', string.sub(KEYS[j], #P + 7))
+        end
+        return (i - first) / 2 + 1, raw, on_taken(P, KEYS[i], raw, begin_now, false)
+      end
+      use_token(P, queue)
+      refused = refused + 1
+      if refused == PARK_PER_FETCH and redis.call('LLEN', KEYS[i]) > 0 then
+        wake_queue(P, queue)
+      end
     end
   end
   return nil

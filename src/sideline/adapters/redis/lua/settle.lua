@@ -2,11 +2,13 @@
 -- a node's success is checked first (a run whose state is missing: 'expired', nothing is
 -- applied; a run without that node: an error, nothing applied); the job is acked; a retry
 -- goes to the retry set, a burial to the dead set (unless dropped); a job that stores its
--- result leaves its state and, once ended, its result (ARGV[28..31]); the node succeeds
+-- result leaves its state and, once ended, its result (ARGV[29..32]); the node succeeds
 -- (complete_node.lua) or dies (fail_node.lua's run part); the job's uniqueness lock is
 -- released if its token still holds it; the stats counters are raised; and at most one
--- next job is fetched for the caller (fetch.lua with limit 1), its workflow step begun
--- when asked (ARGV[23]).
+-- next job is fetched for the caller (fetch.lua with limit 1, refused jobs parked or
+-- scheduled as there), its workflow step begun when asked (ARGV[23]). A job holding a
+-- concurrency slot frees it as it is acked, whatever the action (a retry due later too),
+-- and one parked job of its key goes back to its queue head (_lib.lua limit_free).
 -- KEYS[1..5] run hash, nodes, remaining, graph, payloads (of run "-" for a plain job);
 --   KEYS[6] the run's memory; KEYS[7] the worker's list holding the job;
 --   KEYS[8] the uniqueness lock "lock:<unique_key>" (of "-" when none is released);
@@ -26,21 +28,23 @@
 --   ('succeeded', 'failed', 'died'; _lib.lua batch_settled), ARGV[26] its error as JSON
 --   [error class, message] (strings), ARGV[27] the batches a succeeded step waits for
 --   (JSON list, '' for none: _lib.lua batch_await)
--- ARGV[28..31] only for a job that stores its result (Settlement.tracked; absent
---   otherwise): ARGV[28] how long its result and info record are kept (s)
+-- ARGV[28] the worker's id (the holder of the job's concurrency slot, if it has one)
+-- ARGV[29..32] only for a job that stores its result (Settlement.tracked; absent
+--   otherwise): ARGV[29] how long its result and info record are kept (s)
 --   (result_ttl_s; _lib.lua store_result),
--- ARGV[29] the job's state for its info record ('succeeded' or 'failed' for an ack or a
---   burial, as its result record says; 'retrying' for a retry), ARGV[30] the result
---   record to store (JSON text, core.results.ResultRecord; '' for none), ARGV[31] the
+-- ARGV[30] the job's state for its info record ('succeeded' or 'failed' for an ack or a
+--   burial, as its result record says; 'retrying' for a retry), ARGV[31] the result
+--   record to store (JSON text, core.results.ResultRecord; '' for none), ARGV[32] the
 --   retry count of a retry ('' otherwise)
 -- Keys built from P: queues, retry, retry:jobs, dead, dead:jobs, schedule, schedule:jobs,
 --   queue:<q> and wake:<q> (releases, callbacks), stat:processed, stat:failed and their
---   ":<minute>" and ":<day>" buckets, result:<jid> and jobinfo:<jid> (a tracked job)
+--   ":<minute>" and ":<day>" buckets, result:<jid> and jobinfo:<jid> (a tracked job),
+--   limits, limit:<key>:running, :parked and :starts (limited jobs, _lib.lua admit)
 -- returns: 'expired', or {transition as JSON (see _lib.lua outcome) or '' for no node event,
 --   then, if a job was fetched, the number of its queue pair, the job and what
 --   begin_fetched said ('' when not begun)}
 local R = run_keys()
-local P, raw, action, now = ARGV[1], ARGV[2], ARGV[3], ARGV[9]
+local P, raw, action, now, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[9], ARGV[28]
 local event, run_id, id = ARGV[12], ARGV[13], ARGV[14]
 local current = nil
 if event == EVENT.SUCCEEDED then
@@ -51,14 +55,16 @@ if event == EVENT.SUCCEEDED then
     return redis.error_reply('run ' .. run_id .. ' has no node ' .. id)
   end
 end
-redis.call('LREM', KEYS[7], 1, raw)
+if redis.call('LREM', KEYS[7], 1, raw) == 1 then
+  limit_free(P, raw, worker)
+end
 if action == 'retry' then
   set_add(P, 'retry', ARGV[4], ARGV[7], ARGV[5], ARGV[6])
 elseif action == 'bury' and ARGV[8] == '1' then
   add_dead(P, ARGV[4], ARGV[5], ARGV[6], now, ARGV[10], ARGV[11])
 end
-if ARGV[28] then
-  store_result(P, ARGV[4], ARGV[29], ARGV[30], ARGV[31], now, ARGV[28])
+if ARGV[29] then
+  store_result(P, ARGV[4], ARGV[30], ARGV[31], ARGV[32], now, ARGV[29])
 end
 local transition = ''
 if event == EVENT.SUCCEEDED and ARGV[27] ~= '' and current ~= 'compacted' then
@@ -83,7 +89,7 @@ local begin_now = ''
 if ARGV[23] == '1' then
   begin_now = now
 end
-local pair, job, begun = take_one(P, 9, begin_now)
+local pair, job, begun = take_one(P, 9, begin_now, worker, now)
 if pair then
   return {transition, pair, job, begun}
 end
