@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from sideline import App, Chain, Concurrency, ConfigurationError, MemoryBackend, Rate, Workflow
+from sideline.core.payload import decode
 from sideline.core.ports import Backend
 from sideline.runtime.admin import AdminBackend
 from tests.support import real_redis_backend
@@ -177,3 +178,21 @@ def test_workflow_steps_and_batch_jobs_carry_their_limits() -> None:
     assert app.drain() == 3
     assert sorted(seen) == ["t1", "t2", "t3"]
     assert app.admin.limits() == []
+
+
+def test_the_admin_api_lists_keys_and_their_parked_jobs(backend: Backend) -> None:
+    app = App(backend)
+
+    @app.job(name="one_at_a_time", limit=Concurrency(key="tenant:{0}", max=1))
+    def one_at_a_time(tenant: str, n: int) -> None:
+        return None
+
+    jids = [one_at_a_time.enqueue("t1", n) for n in range(3)]
+    held = backend.fetch("w1", ["default"], 0)
+    assert held is not None
+    assert backend.fetch("w2", ["default"], 0) is None  # the other two are parked
+    [view] = app.admin.limits()
+    assert (view.key, view.kind, view.max, view.running, view.parked) == (
+        "tenant:t1", "concurrency", 1, 1, 2)
+    assert [decode(raw).jid for raw in app.admin.parked("tenant:t1")] == jids[1:]
+    assert app.admin.parked("tenant:t1", start=1, count=5) == app.admin.parked("tenant:t1")[1:]

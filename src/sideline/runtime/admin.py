@@ -276,6 +276,11 @@ class Admin:
         A key leaves the list once nothing holds it."""
         return self.backend.limits(self.clock.now())
 
+    def parked(self, key: str, start: int = 0, count: int = 50) -> list[str]:
+        """Up to `count` jobs (raw payload text) parked under concurrency key `key`, from
+        position `start`, oldest first (the next to be released first)."""
+        return self.backend.parked_page(key, start, count)
+
     # -- workers ---------------------------------------------------------------------------
 
     def workers(self) -> list[WorkerView]:
