@@ -106,8 +106,8 @@ class PeriodicEntry:
             raise ConfigurationError(
                 f"periodic entry {self.name!r}: unknown time zone {self.tz!r} (an IANA name "
                 "such as 'Europe/Warsaw')") from None
-        if self.cron is not None:
-            _cron(self.cron, datetime.datetime.now(ZoneInfo(self.tz)), self.name)
+        if self.cron is not None:  # parsed now, so a bad expression fails at declaration
+            _cron(self.cron, datetime.datetime(2000, 1, 1, tzinfo=ZoneInfo(self.tz)), self.name)
         Missed(self.missed)
         if isinstance(self.max_missed, bool) or not isinstance(self.max_missed, int) or (
                 self.max_missed < 1):
