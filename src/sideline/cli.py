@@ -1,6 +1,6 @@
 """The `sideline` command: demo, worker, web, status, batches, batch, enqueue, and the
 operations commands over the admin API (`app.admin`): stats, queues, scheduled, retries,
-dead, workers, runs, orphans, job, stop-job and periodic.
+dead, workers, runs, orphans, job, stop-job, periodic and limits.
 
 Every reading command takes --app (or SIDELINE_APP; else Redis at SIDELINE_REDIS_URL in
 --namespace) and --json. Without --json it prints a table for people (aligned columns,
@@ -29,8 +29,10 @@ from typing import Any
 
 import attrs
 
+from sideline import logs
 from sideline.adapters.memory import MemoryBackend
 from sideline.adapters.redis import RedisBackend
+from sideline.core.admin import LimitView
 from sideline.core.batch import Callback
 from sideline.core.errors import ConfigurationError, SidelineError, UnknownJob
 from sideline.core.ports import SortedEntry
@@ -846,6 +848,53 @@ def _periodic_parser(commands: Any) -> None:
     command.set_defaults(handler=_periodic)
 
 
+# -- limits: the fleet-wide limit keys in use ---------------------------------------------
+
+
+def _limit_text(view: LimitView) -> str:
+    """A key's limit for people: "2 at once" or "100 per 60 s"."""
+    if view.per_s is None:
+        return f"{view.max} at once"
+    window = f"{view.per_s:.0f}" if view.per_s.is_integer() else f"{view.per_s:g}"
+    return f"{view.max} per {window} s"
+
+
+def _limit_row(view: LimitView) -> tuple[str, ...]:
+    """A key's row: running and parked for a concurrency key, started for a rate key (the
+    key whole, on one line: it is what names the key)."""
+    rate = view.per_s is not None
+    return (view.key.translate(_FLAT), view.kind, _limit_text(view),
+            "-" if rate else str(view.running), "-" if rate else str(view.parked),
+            str(view.started) if rate else "-")
+
+
+def _limits(args: argparse.Namespace) -> int:
+    """`sideline limits`: the limit keys in use with their limit and what holds them."""
+    app = _reading_app(args)
+    try:
+        found = app.admin.limits()
+    finally:
+        app.backend.close()
+    if args.json:
+        print(json.dumps([attrs.asdict(view) for view in found]))
+        return 0
+    if not found:
+        print("(no limit key is in use)")
+        return 0
+    _print_table(("key", "kind", "limit", "running", "parked", "started"),
+                 [_limit_row(view) for view in found], right=(3, 4, 5))
+    return 0
+
+
+def _limits_parser(commands: Any) -> None:
+    """`limits`: the fleet-wide limit keys in use."""
+    command = commands.add_parser("limits", help="fleet-wide limit keys in use: running and "
+                                  "parked jobs per concurrency key, starts in the window per "
+                                  "rate key")
+    _reading_options(command)
+    command.set_defaults(handler=_limits)
+
+
 def is_loopback(host: str) -> bool:
     """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
@@ -926,6 +975,9 @@ def _worker_parser(worker: argparse.ArgumentParser) -> None:
     worker.add_argument("--async-concurrency", dest="async_concurrency", type=int,
                         help="async jobs run at once on the process's event loop "
                         "(SIDELINE_ASYNC_CONCURRENCY, default 100)")
+    worker.add_argument("--log-format", dest="log_format", choices=logs.FORMATS,
+                        help="text lines, or json: one object a line (SIDELINE_LOG_FORMAT, "
+                        "default text)")
     worker.set_defaults(handler=_worker)
 
 
@@ -986,6 +1038,7 @@ def _parser() -> argparse.ArgumentParser:
     _ops_parsers(commands)
     _job_parsers(commands)
     _periodic_parser(commands)
+    _limits_parser(commands)
 
     push = commands.add_parser("enqueue", help="push a job by name")
     push.add_argument("name")
@@ -1085,15 +1138,27 @@ def _reading_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--json", action="store_true", help="print JSON")
 
 
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at `level` in `log_format`: "text" lines or "json" (one object a
+    line, sideline.logs.JsonFormatter). Like `logging.basicConfig`, it does nothing when
+    the root logger has handlers already (the embedding program configured logging).
+
+    Raises:
+        ConfigurationError: `log_format` is not one of sideline.logs.FORMATS.
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(logs.formatter(log_format))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sideline` console script."""
     args = _parser().parse_args(argv)
     level = args.log_level or os.environ.get("SIDELINE_LOG_LEVEL") or (
         "WARNING" if args.command == "demo" else "INFO")
-    logging.basicConfig(
-        level="DEBUG" if args.verbose else level.upper(),
-        format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+    log_format = getattr(args, "log_format", None) or os.environ.get("SIDELINE_LOG_FORMAT")
     try:
+        configure_logging("DEBUG" if args.verbose else level, log_format or "text")
         code: int = args.handler(args)
     except SidelineError as exc:
         print(f"sideline: error: {exc}", file=sys.stderr)

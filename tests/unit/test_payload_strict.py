@@ -105,6 +105,16 @@ WRONG_TYPES: list[tuple[str, Any, str]] = [
     ("limit_per_s", "1", "payload field 'limit_per_s' must be a number, got str"),
     ("limit_per_s", 0, "payload field 'limit_per_s' must be > 0, got 0.0"),
     ("limit_per_s", -0.5, "payload field 'limit_per_s' must be > 0, got -0.5"),
+    ("headers", ["a"], "payload field 'headers' must be an object, got list"),
+    ("headers", "a=b", "payload field 'headers' must be an object, got str"),
+    ("headers", {"traceparent": 1}, "payload field 'headers' value of 'traceparent' must be a str, got int"),
+    ("headers", {"k": None}, "payload field 'headers' value of 'k' must be a str, got null"),
+    ("headers", {"k" * 65: "v"}, "payload field 'headers' key 'kkkkkkkkkkkkkkkkkkkk'... must be at most 64 "
+     "characters, got 65"),
+    ("headers", {"k": "v" * 513}, "payload field 'headers' value of 'k' must be at most 512 characters, "
+     "got 513"),
+    ("headers", {f"k{i}": "v" for i in range(33)},
+     "payload field 'headers' must hold at most 32 entries, got 33"),
 ]
 
 
@@ -174,6 +184,18 @@ def test_every_failed_field_is_reported_at_once() -> None:
 def test_well_typed_edge_values_are_kept(fields: dict[str, Any],
                                          expected: dict[str, Any]) -> None:
     assert decode(payload_text(**fields)) == Payload(**REQUIRED, **expected)
+
+
+def test_headers_at_their_limits_are_kept_and_round_trip() -> None:
+    headers = {f"{i:02d}" + "k" * 62: "v" * 512 for i in range(32)}
+    payload = decode(payload_text(headers=headers))
+    assert payload.headers == headers
+    assert decode(encode(payload)) == payload
+
+
+def test_empty_headers_are_left_out_of_the_json() -> None:
+    assert "headers" not in json.loads(encode(Payload(**REQUIRED)))
+    assert json.loads(encode(Payload(**REQUIRED, headers={"a": "b"})))["headers"] == {"a": "b"}
 
 
 # Limits

@@ -28,6 +28,9 @@ from sideline.core.limits import MAX_COUNT, MAX_KEY_LENGTH, limit_problem
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_HEADERS",
+    "MAX_HEADER_KEY_LENGTH",
+    "MAX_HEADER_VALUE_LENGTH",
     "MAX_PAYLOAD_BYTES",
     "Payload",
     "bump_recoveries",
@@ -42,6 +45,12 @@ MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 """Default limit on a payload's size in UTF-8 bytes (8 MiB), checked before parsing."""
 MAX_DEPTH = 64
 """Default limit on nested arrays and objects in a payload, the top-level object being 1."""
+MAX_HEADERS = 32
+"""The most entries a payload's `headers` may hold."""
+MAX_HEADER_KEY_LENGTH = 64
+"""The longest key of a payload's `headers`, in characters."""
+MAX_HEADER_VALUE_LENGTH = 512
+"""The longest value of a payload's `headers`, in characters."""
 _VALUE_DEPTH = MAX_DEPTH - 2
 # An argument sits two levels below the payload's top (the payload object, then its args
 # array or kwargs object), so check_json_native refuses exactly what decode would refuse.
@@ -98,6 +107,10 @@ class Payload:
     """Rate limit: at most this many jobs of `limit_key` start per `limit_per_s` (>= 1)."""
     limit_per_s: float | None = None
     """Rate limit: the window, in seconds (> 0)."""
+    headers: dict[str, str] = attrs.field(factory=dict)
+    """Free-form string metadata carried from enqueue to perform and across retries (e.g.
+    a trace context); at most `MAX_HEADERS` entries, keys up to `MAX_HEADER_KEY_LENGTH`
+    and values up to `MAX_HEADER_VALUE_LENGTH` characters."""
 
 
 class _Invalid(ValueError):
@@ -160,6 +173,23 @@ def _structure_optional_key(value: object, _: type) -> str | None:
     if not 1 <= len(text) <= MAX_KEY_LENGTH:
         raise _Invalid(f"must be 1-{MAX_KEY_LENGTH} characters, got {len(text)}")
     return text
+
+
+def _structure_headers(value: object, _: type) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _Invalid(f"must be an object, got {_kind(value)}")
+    if len(value) > MAX_HEADERS:
+        raise _Invalid(f"must hold at most {MAX_HEADERS} entries, got {len(value)}")
+    for key, item in value.items():  # JSON object keys are always str
+        if len(key) > MAX_HEADER_KEY_LENGTH:
+            raise _Invalid(f"key {key[:20]!r}... must be at most {MAX_HEADER_KEY_LENGTH} "
+                           f"characters, got {len(key)}")
+        if not isinstance(item, str):
+            raise _Invalid(f"value of {key!r} must be a str, got {_kind(item)}")
+        if len(item) > MAX_HEADER_VALUE_LENGTH:
+            raise _Invalid(f"value of {key!r} must be at most {MAX_HEADER_VALUE_LENGTH} "
+                           f"characters, got {len(item)}")
+    return dict(value)
 
 
 def _structure_float(value: object, _: type) -> float:
@@ -232,6 +262,7 @@ _converter.register_structure_hook(
         limit_max=override(struct_hook=_structure_optional_positive),
         limit_rate=override(struct_hook=_structure_optional_positive),
         limit_per_s=override(struct_hook=_structure_optional_window),
+        headers=override(struct_hook=_structure_headers),
     ),
 )
 _converter.register_unstructure_hook(

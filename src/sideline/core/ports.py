@@ -109,6 +109,18 @@ class QueuePort(Protocol):
         """Append jobs to the tail of their queues (one atomic call for the batch)."""
         ...
 
+    def push_once(self, payloads: Sequence[Payload], ttl_s: float, now: float) -> int:
+        """Push each job unless `push_once` pushed its jid within the last `ttl_s` seconds;
+        return how many were pushed.
+
+        A marker per jid (`pushed:<jid>`, expiring after `ttl_s`) is checked and set in
+        the same atomic step as the push, so a relay that pushes the same rows again
+        after a crash (the transactional outbox, sideline.contrib.outbox) adds no
+        duplicate. `now` is the time the markers' expiry counts from (Redis uses its
+        own clock). `push` neither reads nor sets the markers.
+        """
+        ...
+
     def fetch(self, worker_id: str, queues: Sequence[str], timeout_s: float,
               begin_at: Callable[[], float] | None = None) -> Delivery | None:
         """Move the oldest job of the first non-empty queue (in the given order) into the

@@ -93,6 +93,8 @@ class Housekeeping:
                 self._safely("reading stop requests", self.check_stops)
                 next_stop_check = now + self.stop_check_interval_s
             self._safely("periodic jobs", self.run_periodic)
+            for task in self.runtime.poller_tasks:
+                self._safely(f"poller task {task!r}", task)
             due: object = None
             if self._safely("moving due jobs", lambda: backend.move_due(now)) is not _FAILED:  # noqa: B023
                 due = self._safely("reading the next due time", backend.next_due)

@@ -90,7 +90,7 @@ class App:
             # Composition root: the one place runtime wires an adapter (the contract in
             # pyproject.toml [tool.importlinter] allows exactly this import).
             from sideline.adapters.memory import MemoryBackend  # noqa: PLC0415
-            backend = MemoryBackend()
+            backend = MemoryBackend(clock=clock)  # stored results expire by the app's time
         self.backend: Backend = backend
         self.testing = testing
         self.clock: Clock = clock or SystemClock()
@@ -115,6 +115,11 @@ class App:
         self.keep_memory = keep_memory
         self.periodic_entries: dict[str, PeriodicEntry] = {}
         """The periodic entries declared on this app (`periodic`, `@app.job(cron=...)`)."""
+        self.poller_tasks: list[Callable[[], object]] = []
+        """Called with no arguments by every worker's poller on each pass (about every
+        `poll_interval_s`); a task keeps its own interval and must return quickly. An
+        error is logged and the next pass calls it again (e.g. the outbox relay,
+        sideline.contrib.outbox.install)."""
         self.store_results = store_results
         self.result_ttl_s = result_ttl_s
         self.templates = Templates(self)
@@ -236,7 +241,8 @@ class App:
             settings=Settings(max_recoveries=self.max_recoveries, run_ttl_s=self.run_ttl_s),
             server_middleware=self.server_middleware,
             observers=Observers([self._death], self.observers), perform=self.perform, app=self,
-            client=self.client, periodic=self.periodic_entries)
+            client=self.client, periodic=self.periodic_entries,
+            poller_tasks=self.poller_tasks)
 
     # -- pushing jobs ----------------------------------------------------------------------
 

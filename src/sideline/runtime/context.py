@@ -63,3 +63,5 @@ class Runtime:
     """Pushes jobs (the periodic scheduler builds each tick's payload through it)."""
     periodic: Mapping[str, PeriodicEntry]
     """The app's periodic entries by name (every worker runs their scheduling loop)."""
+    poller_tasks: Sequence[Callable[[], object]] = ()
+    """Called by every worker's poller on each pass (`App.poller_tasks`)."""

@@ -404,13 +404,22 @@ def _log(settlement: Settlement, elapsed_ms: float) -> None:
         # no-op job's time (issue "Throughput"); failures stay at WARNING and ERROR
         if log.isEnabledFor(logging.DEBUG):
             log.debug("done %s jid=%s run=%s in %.1f ms", payload.name, payload.jid,
-                      payload.run_id or "-", elapsed_ms)
+                      payload.run_id or "-", elapsed_ms, extra=_fields(settlement, elapsed_ms))
     elif settlement.action is Action.RETRY:
         log.warning("retry %s jid=%s at %.3f after %s: %s", payload.name, payload.jid,
-                    settlement.retry_at or 0.0, payload.error_class, payload.error_message)
+                    settlement.retry_at or 0.0, payload.error_class, payload.error_message,
+                    extra=_fields(settlement, elapsed_ms))
     else:
         log.error("dead %s jid=%s run=%s: %s", payload.name, payload.jid,
-                  payload.run_id or "-", settlement.reason)
+                  payload.run_id or "-", settlement.reason, extra=_fields(settlement, elapsed_ms))
+
+
+def _fields(settlement: Settlement, elapsed_ms: float) -> dict[str, Any]:
+    """The job's fields of a log record, for structured formatters (sideline.logs)."""
+    payload = settlement.payload
+    return {"jid": payload.jid, "run_id": payload.run_id, "job": payload.name,
+            "queue": payload.queue, "duration_ms": round(elapsed_ms, 3),
+            "outcome": settlement.action.value}
 
 
 class _Settler:

@@ -8,7 +8,7 @@ import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import jinja2
@@ -19,11 +19,15 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from sideline.core.errors import ConfigurationError
 from sideline.runtime.app import App
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["Auth", "Dashboard", "checked_form", "create_app", "dashboard", "local_url", "redirect",
            "render"]
@@ -177,7 +181,8 @@ def _templates() -> Jinja2Templates:
 
 
 def create_app(app: App, auth: Auth | None = None, read_only: bool = False, *,
-               refresh_s: float = 5.0, orphan_refresh_s: float = 30.0) -> Starlette:
+               refresh_s: float = 5.0, orphan_refresh_s: float = 30.0,
+               metrics: bool | CollectorRegistry = False) -> Starlette:
     """The dashboard of `app` as an ASGI application.
 
     Args:
@@ -187,6 +192,12 @@ def create_app(app: App, auth: Auth | None = None, read_only: bool = False, *,
         read_only: hide every action and refuse every POST with 403.
         refresh_s: how often live parts of a page refresh themselves.
         orphan_refresh_s: how often the orphaned-jobs page refreshes itself.
+        metrics: serve Prometheus metrics at /metrics (behind `auth` like every page):
+            True for prometheus_client's global registry, or the registry to serve; the
+            app's queue, set and worker gauges are added (sideline.contrib.prometheus).
+
+    Raises:
+        ConfigurationError: metrics were asked for and prometheus_client is missing.
     """
     from sideline.web import pages  # noqa: PLC0415 (pages import this module)
 
@@ -194,6 +205,31 @@ def create_app(app: App, auth: Auth | None = None, read_only: bool = False, *,
         *pages.routes(),
         Mount("/static", StaticFiles(packages=[("sideline.web", "static")]), name="static"),
     ]
+    if metrics is not False:
+        routes.append(_metrics_route(app, None if metrics is True else metrics))
     web = Starlette(routes=routes, middleware=[Middleware(_Guard, auth=auth)])
     web.state.dashboard = Dashboard(app, _templates(), read_only, refresh_s, orphan_refresh_s)
     return web
+
+
+def _metrics_route(app: App, registry: CollectorRegistry | None) -> BaseRoute:
+    """/metrics: the Prometheus text of `registry` (default the global one) and `app`."""
+    try:
+        from sideline.contrib.prometheus import metrics_app  # noqa: PLC0415 (optional extra)
+    except ImportError as exc:
+        raise ConfigurationError("metrics=True needs prometheus_client: "
+                                 "pip install 'sideline[prometheus]'") from exc
+    served = metrics_app(app, registry)
+
+    # an ASGI app as a Route (not a Mount): /metrics itself, without a redirect to /metrics/
+    return Route("/metrics", _AsgiEndpoint(served), name="metrics")
+
+
+@attrs.frozen
+class _AsgiEndpoint:
+    """An ASGI callable that Starlette's Route passes the raw scope (not a function)."""
+
+    served: Callable[..., Awaitable[Any]]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.served(scope, receive, send)

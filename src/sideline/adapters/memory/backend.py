@@ -101,6 +101,7 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps, PeriodicOp
         self._runs_changed = threading.Condition(self._lock)  # a run finished
         self._periodic: dict[str, dict[str, str]] = {}  # entry name -> its state fields
         self._limits = LimitState()  # limit keys in use: slots, parked jobs, rate starts
+        self._pushed: dict[str, float] = {}  # push_once markers: jid -> when it expires
 
     # -- internals -------------------------------------------------------------------------
 
@@ -151,6 +152,21 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps, PeriodicOp
         with self._op("push"):
             for payload in payloads:
                 self._push_raw(payload.queue, encode(payload))
+
+    def push_once(self, payloads: Sequence[Payload], ttl_s: float, now: float) -> int:
+        """Push each job unless its jid's marker, set here, is younger than `ttl_s`."""
+        with self._op("push_once"):
+            for jid, expires in list(self._pushed.items()):
+                if expires <= now:
+                    del self._pushed[jid]
+            count = 0
+            for payload in payloads:
+                if payload.jid in self._pushed:
+                    continue
+                self._pushed[payload.jid] = now + ttl_s
+                self._push_raw(payload.queue, encode(payload))
+                count += 1
+            return count
 
     def push_raw(self, queue: str, raw: str | bytes) -> None:
         """Append arbitrary text or bytes to a queue (tests of malformed payloads use this).

@@ -34,6 +34,7 @@ class Keys:
         P result:<jid>                 list of one element: a finished job's result record
                                        (JSON; waiters rotate it, never consume it; own TTL)
         P jobinfo:<jid>                hash: a job's state, progress... (own TTL)
+        P pushed:<jid>                 "1": push_once pushed this jid (own TTL)
         P stops                        sorted set "jid:<jid>" | "run:<id>" -> requested at
         P limits                       hash: limit key in use -> "concurrency|<max>" or
                                        "rate|<limit>|<per_s>" (the admin view's index)

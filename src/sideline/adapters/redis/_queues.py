@@ -53,6 +53,17 @@ class QueueOps(RedisBase):
         with translate("push"):
             self.scripts["push"](keys=[self.keys("queues")], args=args)
 
+    def push_once(self, payloads: Sequence[Payload], ttl_s: float, now: float) -> int:
+        """Push each job unless its jid's `pushed:<jid>` marker exists (push_once.lua);
+        the markers expire after `ttl_s` by Redis's clock, so `now` is not needed here."""
+        if not payloads:
+            return 0
+        args: list[str | int] = [self.prefix, max(1, round(ttl_s * 1000))]
+        for payload in payloads:
+            args += [payload.jid, payload.queue, encode(payload)]
+        with translate("push_once"):
+            return int(self.scripts["push_once"](keys=[self.keys("queues")], args=args))
+
     def push_raw(self, queue: str, raw: str) -> None:
         """Append arbitrary text to a queue (tests of malformed payloads use this)."""
         with translate("push"):

@@ -49,6 +49,7 @@ SCRIPT_NAMES = (
     "periodic_fire",
     "periodic_sync",
     "push",
+    "push_once",
     "recover_job",
     "release_lock",
     "requeue",
