@@ -40,7 +40,7 @@ from sideline.core.results import JobInfo, JobState
 from sideline.core.run import RunStatus
 from sideline.demo import run_demo
 from sideline.runtime.admin import Admin
-from sideline.runtime.app import App
+from sideline.runtime.app import App, import_app
 from sideline.runtime.batches import BatchStatus
 from sideline.runtime.config import WorkerSettings
 from sideline.runtime.orphans import Orphan
@@ -59,17 +59,9 @@ def load_app(target: str | None) -> App:
     if not target or ":" not in target:
         raise ConfigurationError(
             f"--app must look like 'package.module:app' (or set SIDELINE_APP); got {target!r}")
-    module_name, _, attribute = target.partition(":")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like celery/rq/dramatiq: apps importable from here
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r} for --app: {exc}") from exc
-    app = getattr(module, attribute, None)
-    if not isinstance(app, App):
-        raise ConfigurationError(f"{target} is {app!r}, not a sideline App")
-    return app
+    return import_app(target, "--app")
 
 
 def _print_run(info: RunInfo) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -40,7 +41,7 @@ from sideline.runtime.testing import drain
 from sideline.runtime.worker import Worker
 from sideline.runtime.workflows import RunInfo
 
-__all__ = ["App", "DeathHandler", "TestingMode"]
+__all__ = ["App", "DeathHandler", "TestingMode", "import_app"]
 
 
 async def _typed_value(outcome: Coroutine[Any, Any, typed.Outcome]) -> Any:
@@ -437,3 +438,21 @@ class App:
             return drain(self.runtime, run_scheduled=run_scheduled, raise_errors=raise_errors)
         finally:
             self._draining.active = False
+
+
+def import_app(target: str, setting: str) -> App:
+    """Import "package.module:attribute" and return the App found there (the CLI's
+    `--app`, Django's `SIDELINE["APP"]`; `setting` names it in the messages).
+
+    Raises:
+        ConfigurationError: the module cannot be imported, or the attribute is no App.
+    """
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r} for {setting}: {exc}") from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise ConfigurationError(f"{setting} {target} is {app!r}, not a sideline App")
+    return app

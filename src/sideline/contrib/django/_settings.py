@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import threading
 
 from django.conf import settings  # type: ignore[import-untyped]  # Django ships no types
 
 from sideline.core.errors import ConfigurationError
-from sideline.runtime.app import App
+from sideline.runtime.app import App, import_app
 
 __all__ = ["get_app"]
 
@@ -36,17 +35,6 @@ def get_app() -> App:
 
 
 def _load_app(target: str) -> App:
-    """Import 'package.module:attribute' and return the App found there.
-
-    The same rule as the CLI's `load_app`, copied: the import contract keeps contrib
-    and cli independent, and Django settings already put the project on sys.path.
-    """
-    module_name, _, attribute = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r} for SIDELINE['APP']: {exc}") from exc
-    app = getattr(module, attribute, None)
-    if not isinstance(app, App):
-        raise ConfigurationError(f"SIDELINE['APP'] {target} is {app!r}, not a sideline App")
-    return app
+    """Import 'package.module:attribute' and return the App found there (Django settings
+    already put the project on sys.path)."""
+    return import_app(target, "SIDELINE['APP']")
