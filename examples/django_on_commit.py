@@ -35,7 +35,7 @@ def send_welcome(user_id: int) -> None:
 
 
 def queued() -> int:
-    return sum(app.backend.queue_sizes().values())
+    return app.admin.stats().enqueued
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from sideline.core.payload import Payload
 
@@ -97,6 +98,15 @@ class RunningJobs:
         """Forget a job that ended."""
         with self._lock:
             self._jobs.pop(key, None)
+
+    @contextmanager
+    def tracking(self, payload: Payload, control: JobControl) -> Iterator[None]:
+        """Registered while the block runs (`add`, then `remove`)."""
+        key = self.add(payload, control)
+        try:
+            yield
+        finally:
+            self.remove(key)
 
     def targets(self) -> dict[str, list[JobControl]]:
         """Every stop target of the running jobs ("jid:<jid>", "run:<run_id>") with the

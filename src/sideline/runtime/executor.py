@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import inspect
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
@@ -242,17 +244,14 @@ class _Job:
                 on_error: ErrorSink | None) -> Outcome:
         """Run a blocking job on this thread (or in an isolated process)."""
         self._begin()
-        key = None if running_jobs is None else running_jobs.add(self.payload, self.context.control)
-        try:
-            with running(self.context):
-                value = run_server_chain(self.runtime.server_middleware, self.context,
-                                         lambda: self._call(pool))
-            outcome = self._ended(value)
-        except BaseException as exc:  # a job's failure is data: retry or bury it
-            outcome = self._failed(exc, on_error)
-        finally:
-            if running_jobs is not None and key is not None:
-                running_jobs.remove(key)
+        with self._tracked(running_jobs):
+            try:
+                with running(self.context):
+                    value = run_server_chain(self.runtime.server_middleware, self.context,
+                                             lambda: self._call(pool))
+                outcome = self._ended(value)
+            except BaseException as exc:  # a job's failure is data: retry or bury it
+                outcome = self._failed(exc, on_error)
         return self._performed(outcome)
 
     async def perform_async(self, running_jobs: RunningJobs | None, on_error: ErrorSink | None,
@@ -265,25 +264,28 @@ class _Job:
         if task is not None:
             cancel = task.cancel
             control.on_stop(lambda: _call_soon(loop, cancel))
-        key = None if running_jobs is None else running_jobs.add(self.payload, control)
-        try:
-            with running(self.context):
-                made = run_server_chain(self.runtime.server_middleware, self.context,
-                                        lambda: self._coroutine(offload))
-                value = await self._await(made) if inspect.isawaitable(made) else made
-            outcome = self._ended(value)
-        except asyncio.CancelledError as exc:
-            if not control.stopped.is_set():
-                raise  # the worker is shutting down: pushed back, not settled
-            if task is not None:
-                task.uncancel()
-            outcome = self._failed(exc, on_error)
-        except BaseException as exc:  # a job's failure is data: retry or bury it
-            outcome = self._failed(exc, on_error)
-        finally:
-            if running_jobs is not None and key is not None:
-                running_jobs.remove(key)
+        with self._tracked(running_jobs):
+            try:
+                with running(self.context):
+                    made = run_server_chain(self.runtime.server_middleware, self.context,
+                                            lambda: self._coroutine(offload))
+                    value = await self._await(made) if inspect.isawaitable(made) else made
+                outcome = self._ended(value)
+            except asyncio.CancelledError as exc:
+                if not control.stopped.is_set():
+                    raise  # the worker is shutting down: pushed back, not settled
+                if task is not None:
+                    task.uncancel()
+                outcome = self._failed(exc, on_error)
+            except BaseException as exc:  # a job's failure is data: retry or bury it
+                outcome = self._failed(exc, on_error)
         return self._performed(outcome)
+
+    def _tracked(self, running_jobs: RunningJobs | None) -> AbstractContextManager[object]:
+        """Registered with the worker's running jobs (for stop requests) while it runs."""
+        if running_jobs is None:
+            return contextlib.nullcontext()
+        return running_jobs.tracking(self.payload, self.context.control)
 
     async def _await(self, made: Awaitable[Any]) -> Any:
         timeout_s = self.context.control.timeout_s
@@ -336,14 +338,24 @@ class _Job:
     def _timeout(self) -> JobTimeout:
         return JobTimeout(f"the job ran past its timeout of {self.context.control.timeout_s:g} s")
 
+    def _interrupted(self, error: BaseException | None) -> Outcome | None:
+        """The outcome of a run that was stopped or ran past its deadline, whatever it
+        returned or raised (`error`); None when it was neither."""
+        control = self.context.control
+        if control.stopped.is_set() or isinstance(error, JobStopped):
+            stopped = JobStopped(control.reason) if control.reason else (
+                error if isinstance(error, JobStopped) else JobStopped("stopped"))
+            return Outcome(error=stopped, stopped=True, run_cancelled=control.run_cancelled)
+        if isinstance(error, JobTimeout) or control.timed_out():
+            timeout = error if isinstance(error, JobTimeout) else self._timeout()
+            return Outcome(error=timeout, timed_out=True)
+        return None
+
     def _ended(self, value: Any) -> Outcome:
         """How a run that returned ended: a stop or a timeout overrides the value."""
-        control = self.context.control
-        if control.stopped.is_set():
-            return Outcome(error=JobStopped(control.reason or "stopped"), stopped=True,
-                           run_cancelled=control.run_cancelled)
-        if control.timed_out():
-            return Outcome(error=self._timeout(), timed_out=True)
+        interrupted = self._interrupted(None)
+        if interrupted is not None:
+            return interrupted
         if self.spec.options.store_result:
             stored = self.produced[-1] if self.spec.typed and self.produced else value
             try:
@@ -358,13 +370,9 @@ class _Job:
     def _failed(self, exc: BaseException, on_error: ErrorSink | None) -> Outcome:
         if on_error is not None:
             on_error(self.payload, exc)
-        control = self.context.control
-        if control.stopped.is_set() or isinstance(exc, JobStopped):
-            error = JobStopped(control.reason) if control.reason else exc
-            return Outcome(error=error, stopped=True, run_cancelled=control.run_cancelled)
-        if isinstance(exc, JobTimeout) or control.timed_out():
-            return Outcome(error=exc if isinstance(exc, JobTimeout) else self._timeout(),
-                           timed_out=True)
+        interrupted = self._interrupted(exc)
+        if interrupted is not None:
+            return interrupted
         if isinstance(exc, KeyboardInterrupt) and (
                 threading.current_thread() is threading.main_thread()):
             self.interrupted = exc  # settled as a failure; a Ctrl-C in drain() still stops the caller
