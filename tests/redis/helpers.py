@@ -92,9 +92,10 @@ class RedisServer:
     """A redis-server owned by one test: 127.0.0.1 on a free port, no RDB snapshots, an
     append-only file fsynced on every write in `directory` (so a restart keeps the data)."""
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    def __init__(self, binary: str, directory: Path, extra_args: Sequence[str] = ()) -> None:
         self.binary = binary
         self.directory = directory
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -107,7 +108,8 @@ class RedisServer:
         with (self.directory / "redis-server.log").open("ab") as log:
             self.proc = subprocess.Popen(
                 [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
+                 "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory),
+                 *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
         wait_until(self.ping, timeout_s, f"redis-server on port {self.port} to answer PING",

@@ -201,18 +201,21 @@ class DroppingConnection(redis.Connection):
     connection resets after the script ran)."""
 
     armed = 0
-    fetch_sha = ""
+    fetch_calls: tuple[str, ...] = ()  # the fetch script's sha (EVALSHA), function (FCALL)
     dropped = 0
     _lock = threading.Lock()
 
-    def send_command(self, *args: Any, **kwargs: Any) -> None:
-        self._last = args
-        super().send_command(*args, **kwargs)
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        # every command passes here (send_command packs, then calls this); the script's
+        # name is in the packed bytes
+        packed = command.encode() if isinstance(command, str) else b"".join(
+            part if isinstance(part, bytes) else bytes(part) for part in command)
+        self._fetching = any(name.encode() in packed for name in DroppingConnection.fetch_calls)
+        super().send_packed_command(command, check_health)
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         response = super().read_response(*args, **kwargs)
-        last = getattr(self, "_last", ())
-        if len(last) > 1 and last[0] == "EVALSHA" and last[1] == DroppingConnection.fetch_sha:
+        if getattr(self, "_fetching", False):
             with DroppingConnection._lock:
                 fire = DroppingConnection.armed > 0
                 if fire:
@@ -230,7 +233,8 @@ def test_a_dropped_fetch_reply_strands_nothing(backend: RedisBackend) -> None:
         encoding_errors="surrogateescape", socket_timeout=5)
     client = redis.Redis(connection_pool=pool)
     dropping = RedisBackend(client, namespace=backend.keys.namespace)
-    DroppingConnection.fetch_sha = dropping.scripts["fetch"].sha
+    fetch = dropping.scripts["fetch"]
+    DroppingConnection.fetch_calls = (fetch.sha, fetch.function)
     app = App(dropping)
     ran: list[int] = []
     lock = threading.Lock()

@@ -109,6 +109,13 @@ class JobSpec:
     """The attrs class the job's argument dict is structured into (a typed job)."""
     output: type[Any] | None = None
     """The attrs class the job's return value is checked against."""
+    is_async: bool = attrs.field(init=False, eq=False, repr=False)
+    """True when the job's code is a coroutine function (run on the worker's loop); read
+    once here, since every job run asks."""
+
+    @is_async.default
+    def _read_async(self) -> bool:
+        return _async_kind(self.func) is not None
 
     def __attrs_post_init__(self) -> None:
         if inspect.isasyncgenfunction(self.func):
@@ -124,11 +131,6 @@ class JobSpec:
                 raise ConfigurationError(
                     f"job {self.name!r} is typed: isolation='process' passes plain JSON "
                     "arguments and results only")
-
-    @property
-    def is_async(self) -> bool:
-        """True when the job's code is a coroutine function (run on the worker's loop)."""
-        return _async_kind(self.func) is not None
 
     @property
     def typed(self) -> bool:

@@ -43,11 +43,23 @@ class JobControl:
     def __init__(self, timeout_s: float | None = None) -> None:
         self.timeout_s = timeout_s
         self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        self.stopped = threading.Event()
+        self.is_stopped = False
+        """True once a stop was requested."""
         self.reason: str | None = None
         self.run_cancelled = False
         self._hooks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self._event: threading.Event | None = None  # made only for code that waits on it
+
+    @property
+    def stopped(self) -> threading.Event:
+        """An event set once a stop is requested, for code that waits on it."""
+        with self._lock:
+            if self._event is None:
+                self._event = threading.Event()
+                if self.is_stopped:
+                    self._event.set()
+            return self._event
 
     def timed_out(self) -> bool:
         """True once the deadline has passed."""
@@ -55,15 +67,17 @@ class JobControl:
 
     def should_stop(self) -> bool:
         """True when the job should stop: its deadline passed, or a stop was requested."""
-        return self.stopped.is_set() or self.timed_out()
+        return self.is_stopped or self.timed_out()
 
     def request_stop(self, reason: str, *, run_cancelled: bool = False) -> None:
         """Ask the job to stop (once): set the flag and run the stop hooks."""
         with self._lock:
-            if self.stopped.is_set():
+            if self.is_stopped:
                 return
             self.reason, self.run_cancelled = reason, run_cancelled
-            self.stopped.set()
+            self.is_stopped = True
+            if self._event is not None:
+                self._event.set()
             hooks = list(self._hooks)
         for hook in hooks:
             try:
@@ -74,7 +88,7 @@ class JobControl:
     def on_stop(self, hook: Callable[[], None]) -> None:
         """Run `hook` when a stop is requested (at once if one was already)."""
         with self._lock:
-            if not self.stopped.is_set():
+            if not self.is_stopped:
                 self._hooks.append(hook)
                 return
         hook()
@@ -127,7 +141,7 @@ class RunningJobs:
             cancelled = target.startswith("run:")
             reason = "its workflow run was cancelled" if cancelled else "stopped by request"
             for control in targets.get(target, ()):
-                if not control.stopped.is_set():
+                if not control.is_stopped:
                     control.request_stop(reason, run_cancelled=cancelled)
                     asked += 1
         return asked

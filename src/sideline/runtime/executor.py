@@ -272,7 +272,7 @@ class _Job:
                     value = await self._await(made) if inspect.isawaitable(made) else made
                 outcome = self._ended(value)
             except asyncio.CancelledError as exc:
-                if not control.stopped.is_set():
+                if not control.is_stopped:
                     raise  # the worker is shutting down: pushed back, not settled
                 if task is not None:
                     task.uncancel()
@@ -342,7 +342,7 @@ class _Job:
         """The outcome of a run that was stopped or ran past its deadline, whatever it
         returned or raised (`error`); None when it was neither."""
         control = self.context.control
-        if control.stopped.is_set() or isinstance(error, JobStopped):
+        if control.is_stopped or isinstance(error, JobStopped):
             stopped = JobStopped(control.reason) if control.reason else (
                 error if isinstance(error, JobStopped) else JobStopped("stopped"))
             return Outcome(error=stopped, stopped=True, run_cancelled=control.run_cancelled)

@@ -115,6 +115,7 @@ class QueueOps(RedisBase):
         pushed per job and used up by whoever takes the job (fetch.lua), so a BLPOP
         returns for a job nobody took yet, not for every job pushed.
         """
+        self.scripts.caller.hold()  # a job thread: its fetches and settles on one connection
         found = self._fetch(worker_id, queues, 1, 0, begin_at, credit=0)
         if found:
             return found[0]
@@ -122,7 +123,8 @@ class QueueOps(RedisBase):
         wake_keys = [self.keys("wake", queue) for queue in queues]
         while (left := deadline - time.monotonic()) > 0:
             with translate("fetch (blocking)"):
-                woken = self.client.blpop(wake_keys, timeout=max(left, 0.01))
+                # on the thread's own connection, the one its scripts use (Caller)
+                woken = self.scripts.caller.run(("BLPOP", *wake_keys, max(left, 0.01)))
             credit = 0 if woken is None else wake_keys.index(woken[0]) + 1
             found = self._fetch(worker_id, queues, 1, 0, begin_at, credit=credit)
             if found:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import os
 import re
-from collections.abc import Iterable, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sideline.core.batch import BatchEvent, Callback
 from sideline.core.limits import MAX_COUNT, PARK_PER_FETCH
@@ -23,7 +28,7 @@ from sideline.core.run import (
 )
 from sideline.core.settlement import NodeEvent
 
-__all__ = ["SCRIPT_NAMES", "Scripts", "prelude"]
+__all__ = ["SCRIPT_NAMES", "Caller", "LuaScript", "Scripts", "library", "prelude"]
 
 SCRIPT_NAMES = (
     "admin_kill",
@@ -104,38 +109,198 @@ def _source(name: str) -> str:
     return (resources.files("sideline.adapters.redis") / "lua" / f"{name}.lua").read_text("utf-8")
 
 
+class Caller:
+    """How the scripts of one client reach the server.
+
+    Scripts run as Redis Functions (FCALL) where the server has them (Redis 7+): the
+    library (`library()`) is loaded once with FUNCTION LOAD, so a call does not set up the
+    prelude and `_lib.lua` again as an EVALSHA does. A server without functions (older
+    Redis) is asked once, then the same code runs by EVALSHA; so does every script on a
+    cluster client, whose routing of FCALL would ask the server for the keys of each call.
+    A function or script the server forgot (a restart without persistence, FUNCTION FLUSH,
+    SCRIPT FLUSH) is loaded again and the call made once more.
+
+    Settling a job is the hot path of every job, so on a client of one server that does not
+    retry (what `RedisBackend.from_url` makes) a call skips redis-py's per-command layers:
+    it takes a pooled connection, writes the command and reads the reply. Other clients (a
+    single-connection client, one with a retry policy) go through `execute_command`, so
+    their retries apply.
+
+    On that lean path a thread that fetches jobs keeps one connection (`hold`).
+    """
+
+    def __init__(self, client: Any, library: tuple[str, str]) -> None:
+        self.client = client
+        self.pool = _lean_pool(client)
+        self.library_name, self.library_code = library
+        self.functions = not _is_cluster(client)
+        """False once the server said it has no functions (and always on a cluster)."""
+        self._local = threading.local()
+
+    def hold(self) -> None:
+        """Keep one pooled connection for this thread's calls from now on, until it ends: a
+        worker's job thread (it fetches) runs every call without a pool lock or a health
+        poll, and waits for work in BLPOP on the same connection. Other threads borrow a
+        connection per call, so a thread that only enqueues holds none."""
+        if self.pool is not None:
+            self._held()
+
+    def _held(self) -> Any:
+        held = getattr(self._local, "held", None)
+        if held is None or held.pid != os.getpid():  # a forked child never shares a socket
+            held = self._local.held = _Held(self.pool)
+        return held.connection
+
+    def run(self, command: tuple[Any, ...]) -> Any:
+        """Send one command and read its reply (the lean path where it applies); a reply is
+        as Redis sent it (no redis-py response callback on the lean path)."""
+        pool = self.pool
+        if pool is None:
+            return self.client.execute_command(*command)
+        held: _Held | None = getattr(self._local, "held", None)
+        borrowed = held is None or held.pid != os.getpid()
+        connection = pool.get_connection() if held is None or borrowed else held.connection
+        try:
+            if _pack is None:
+                connection.send_command(*command)
+            else:
+                connection.send_packed_command([_pack(command)])
+            return connection.read_response()
+        except (RedisConnectionError, RedisTimeoutError):
+            connection.disconnect()  # a reply may still be on its way; the next call reconnects
+            raise
+        finally:
+            if borrowed:
+                pool.release(connection)
+
+    def load_library(self) -> bool:
+        """FUNCTION LOAD REPLACE the library; False (and scripts from now on) when the
+        server has no functions."""
+        try:
+            self.client.function_load(self.library_code, replace=True)
+        except ResponseError as exc:
+            if not _unknown_command(exc):
+                raise
+            self.functions = False
+            return False
+        return True
+
+
+class _Held:
+    """The pooled connection one thread runs its scripts on, taken once (no pool lock and no
+    health poll per call) and given back to the pool when the thread ends."""
+
+    __slots__ = ("__weakref__", "connection", "pid")
+
+    def __init__(self, pool: Any) -> None:
+        self.pid = os.getpid()
+        self.connection = pool.get_connection()
+        weakref.finalize(self, _give_back, pool, self.connection, self.pid)
+
+
+def _give_back(pool: Any, connection: Any, pid: int) -> None:
+    if os.getpid() == pid:
+        pool.release(connection)
+
+
 class LuaScript:
-    """One script, run by EVALSHA straight through the client's `execute_command` (the
-    hot path: redis-py's Script wrapper costs more than the call's own packing); on
-    NOSCRIPT (a restarted or flushed server) it loads its source and runs again."""
+    """One operation's script: an FCALL of its function in the library, or an EVALSHA of
+    its own source (see `Caller`)."""
 
-    __slots__ = ("_client", "sha", "source")
+    __slots__ = ("_caller", "function", "name", "sha", "source")
 
-    def __init__(self, client: Any, source: str) -> None:
-        self._client = client
+    def __init__(self, caller: Caller, name: str, source: str) -> None:
+        self._caller = caller
+        self.name = name
+        self.function = f"{caller.library_name}_{name}"
+        """Its function's name on the server (FCALL)."""
         self.source = source
+        """Its script (the prelude, `_lib.lua` and its own file), for EVALSHA."""
         self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
 
     def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        caller = self._caller
+        if caller.functions:
+            command = ("FCALL", self.function, len(keys), *keys, *args)
+            try:
+                return caller.run(command)
+            except ResponseError as exc:
+                if _unknown_command(exc):
+                    caller.functions = False
+                elif not str(exc).startswith("Function not found"):
+                    raise
+                elif caller.load_library():
+                    return caller.run(command)
+        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
-            return self._client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            return caller.run(command)
         except NoScriptError:
-            self._client.script_load(self.source)
-            return self._client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            caller.client.script_load(self.source)
+            return caller.run(command)
+
+
+def _unknown_command(exc: ResponseError) -> bool:
+    return str(exc).lower().startswith("unknown command")
+
+
+def _is_cluster(client: Any) -> bool:
+    return getattr(client, "connection_pool", None) is None
+
+
+def _packer() -> Callable[[tuple[Any, ...]], bytes] | None:
+    """hiredis's command packer (the `fast` extra), else None (redis-py's own packs)."""
+    try:
+        import hiredis  # noqa: PLC0415 (optional)
+    except ImportError:
+        return None
+    packer: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
+    return packer
+
+
+_pack = _packer()
+
+
+def _lean_pool(client: Any) -> Any:
+    """The pool to run scripts on directly, or None when the client's own path must run."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or getattr(client, "connection", None) is not None:
+        return None  # a cluster client, or one bound to a single connection
+    retry = client.get_retry() if hasattr(client, "get_retry") else None
+    if retry is not None and retry.get_retries() > 0:
+        return None
+    return pool
+
+
+def library(head: str, bodies: Mapping[str, str]) -> tuple[str, str]:
+    """The Redis Functions library of every script: (its name, its code).
+
+    One function per script, named "<library>_<script>"; the library's name carries a hash
+    of its code, so two sideline versions on one server never replace each other's. Each
+    function hands its keys and arguments to the `KEYS` and `ARGV` the helpers read, and
+    starts with `begin_call()` (the per-call state of `_lib.lua` empty, as a script's is).
+    """
+    parts = [f"-- ==== {name}.lua ====\nredis.register_function('@_{name}', "
+             f"function(keys, args)\nKEYS, ARGV = keys, args\nbegin_call()\n{body}\nend)"
+             for name, body in bodies.items()]
+    code = "\n".join(("local KEYS, ARGV", head, *parts))
+    name = "sideline_" + hashlib.sha1(code.encode("utf-8")).hexdigest()[:16]
+    return name, f"#!lua name={name}\n" + code.replace("'@_", f"'{name}_")
 
 
 class Scripts:
-    """Every operation's script, registered once per client (EVALSHA, loaded on a miss).
+    """Every operation's script for one client, by name (`scripts["settle"](keys, args)`).
 
     Each script is its own file; the generated `prelude` and the helpers of `_lib.lua`
-    are prepended to it.
+    come before it, in its EVALSHA source and once at the head of the functions library.
     """
 
     def __init__(self, client: Any) -> None:
         head = f"{prelude()}\n-- ==== _lib.lua ====\n{_source('_lib')}"
+        bodies = {name: _source(name) for name in SCRIPT_NAMES}
+        self.caller = Caller(client, library(head, bodies))
         self._scripts: dict[str, LuaScript] = {
-            name: LuaScript(client, f"{head}\n-- ==== {name}.lua ====\n{_source(name)}")
-            for name in SCRIPT_NAMES
+            name: LuaScript(self.caller, name, f"{head}\n-- ==== {name}.lua ====\n{body}")
+            for name, body in bodies.items()
         }
 
     def __getitem__(self, name: str) -> LuaScript:

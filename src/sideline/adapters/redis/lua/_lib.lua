@@ -80,6 +80,22 @@ end
 -- ---- workflow runs: KEYS[1..5] are the run's hash, nodes, remaining, graph, payloads, ----
 -- ---- and KEYS[6] (where the operation can finish the run) the run's memory hash      ----
 
+-- The state of one call, empty when it starts: a script's chunk runs whole at every call,
+-- a function of the library (_scripts.py library) calls begin_call() first.
+-- node_clock: the time of this operation, for set_node's node times (every script that
+--   changes a node's status first asks live(R, now), which records it);
+-- graph_cache: per run graph key, then per node (one call may touch two runs: settle.lua
+--   completes one step and begins the next job's);
+-- changes, remaining_changes, releases: what the call did to its run (see outcome).
+local node_clock, graph_cache, changes, remaining_changes, releases
+
+local function begin_call()
+  node_clock = nil
+  graph_cache, changes, remaining_changes, releases = {}, {}, {}, {}
+end
+
+begin_call()
+
 local function run_keys()
   return {run = KEYS[1], nodes = KEYS[2], remaining = KEYS[3], graph = KEYS[4],
           payloads = KEYS[5], memory = KEYS[6]}
@@ -89,10 +105,6 @@ end
 local function compacted(R)
   return redis.call('HEXISTS', R.run, 'summary') == 1
 end
-
--- The time of this operation, for set_node's node times: every script that changes a
--- node's status first asks live(R, now), which records it.
-local node_clock = nil
 
 local function live(R, now)
   node_clock = now
@@ -107,9 +119,6 @@ local function live(R, now)
   return true
 end
 
--- per run graph key, then per node: one script may touch two runs (settle.lua completes
--- one step and begins the next job's)
-local graph_cache = {}
 -- graph field: "queue|delay_ms|allow_failure(0/1)|succ,succ,..."
 local function gnode(R, id)
   local run_cache = graph_cache[R.graph]
@@ -134,10 +143,6 @@ local function gnode(R, id)
   run_cache[id] = cached
   return cached
 end
-
-local changes = {}
-local remaining_changes = {}
-local releases = {}
 
 local function is_ok(status, allow)
   return status == NODE.SUCCEEDED or (status == NODE.DEAD and allow)
