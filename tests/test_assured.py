@@ -137,12 +137,13 @@ def test_unique_job_is_pushed_once_until_it_succeeds(backend: Backend) -> None:
 
 def test_unique_lock_is_kept_by_a_recovered_job_and_expires(backend: Backend) -> None:
     app = App(backend, testing="collect")
-    app.job(name="sync", unique_for=0.3)(lambda: None)
+    # 1 s: the first four steps must fit inside the lock's life on a loaded machine
+    app.job(name="sync", unique_for=1.0)(lambda: None)
     assert app.enqueue("sync") is not None
     backend.fetch("crashed", ["default"], 0)
     backend.recover("crashed")  # the recovered copy still holds the lock
     assert app.enqueue("sync") is None
-    time.sleep(0.4)
+    time.sleep(1.1)
     assert app.enqueue("sync") is not None  # the lock expired
 
 

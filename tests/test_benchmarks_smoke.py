@@ -169,3 +169,21 @@ def test_the_limits_benchmark_runs() -> None:
     assert summary["limited_rate"] > 0
     assert summary["target_overhead"] == 0.15
     assert result.stderr.count("deleted bench-limits-") == 2  # both namespaces are gone
+
+
+@pytest.mark.redis
+def test_the_cost_benchmark_runs() -> None:
+    require_redis()
+    command = [sys.executable, str(ROOT / "benchmarks" / "cost.py"), "--threads", "1,2",
+               "--window-s", "0.5", "--warmup-s", "0.2", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
+                            cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "error"}, check=False)
+    assert result.returncode == 0, f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert [row["threads"] for row in rows] == [1, 2]
+    for row in rows:
+        assert row["jobs_per_s"] > 0
+        assert row["worker_user_us"] > 0
+        assert row["redis_us"] > 0
+        assert 0.5 <= row["redis_calls"] <= 3  # about one call per job (settle hands on)
+        assert row["redis_commands"] >= row["redis_calls"]

@@ -86,3 +86,27 @@ def test_a_handed_client_sets_its_own_socket_timeout(redis_server: RedisServer) 
     finally:
         untimed.close()
         timed.close()
+
+
+def test_a_job_threads_own_connection_times_out_in_the_kernel(redis_server: RedisServer) -> None:
+    """A thread that fetches keeps a blocking connection whose timeout the kernel keeps
+    (SO_RCVTIMEO, no poll per call); a paused Redis still ends its calls as "timed out",
+    and the next call after the pause reconnects."""
+    backend = RedisBackend.from_url(redis_server.url, timeout_s=1.0, namespace="t")
+    try:
+        backend.push([Payload(jid="j0", name="step", queue="default")])
+        assert backend.fetch("w1", ["default"], 0.1) is not None  # this thread now holds one
+        held = backend.scripts.caller._local.held
+        assert held.connection._sock.gettimeout() is None  # blocking: the kernel times out
+        with paused(redis_server):
+            job = Payload(jid="j1", name="step", queue="default")
+            started = time.monotonic()
+            with pytest.raises(BackendError, match="Redis timed out during push: Timeout on "
+                                                   "the socket"):
+                backend.push([job])
+            assert time.monotonic() - started < 2.0
+            assert _timed_failure(lambda: backend.fetch("w1", ["default"], 5.0)) < 2.0
+        backend.fetch("w1", ["default"], 0.1)  # reconnected: answers (j1 or nothing)
+        assert held.connection._sock.gettimeout() is None
+    finally:
+        backend.close()

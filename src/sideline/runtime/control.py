@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from sideline.core.payload import Payload
 
@@ -113,14 +112,9 @@ class RunningJobs:
         with self._lock:
             self._jobs.pop(key, None)
 
-    @contextmanager
-    def tracking(self, payload: Payload, control: JobControl) -> Iterator[None]:
+    def tracking(self, payload: Payload, control: JobControl) -> _Tracking:
         """Registered while the block runs (`add`, then `remove`)."""
-        key = self.add(payload, control)
-        try:
-            yield
-        finally:
-            self.remove(key)
+        return _Tracking(self, payload, control)
 
     def targets(self) -> dict[str, list[JobControl]]:
         """Every stop target of the running jobs ("jid:<jid>", "run:<run_id>") with the
@@ -145,3 +139,20 @@ class RunningJobs:
                     control.request_stop(reason, run_cancelled=cancelled)
                     asked += 1
         return asked
+
+
+class _Tracking:
+    """`RunningJobs.tracking`'s block (a class, not a generator: every job enters one)."""
+
+    __slots__ = ("control", "jobs", "key", "payload")
+
+    def __init__(self, jobs: RunningJobs, payload: Payload, control: JobControl) -> None:
+        self.jobs, self.payload, self.control = jobs, payload, control
+        self.key: int | None = None
+
+    def __enter__(self) -> None:
+        self.key = self.jobs.add(self.payload, self.control)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.key is not None:
+            self.jobs.remove(self.key)

@@ -9,8 +9,7 @@ to continue the chain, and return (or transform) its result.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -115,14 +114,23 @@ _current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
     "sideline_current_job", default=None)
 
 
-@contextmanager
-def running(context: JobContext) -> Iterator[None]:
-    """Make `context` what `current_job()` returns while the job runs (the executor's)."""
-    token = _current.set(context)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+class running:  # noqa: N801 (used as `with running(context):`, like a function)
+    """Make `context` what `current_job()` returns while the job runs (the executor's).
+
+    A class, not a generator: every job enters one."""
+
+    __slots__ = ("context", "token")
+
+    def __init__(self, context: JobContext) -> None:
+        self.context = context
+        self.token: contextvars.Token[JobContext | None] | None = None
+
+    def __enter__(self) -> None:
+        self.token = _current.set(self.context)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.token is not None:
+            _current.reset(self.token)
 
 
 def current_job() -> JobContext:

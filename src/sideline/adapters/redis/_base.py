@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 from typing import Any, TypeAlias
 
 import redis
@@ -12,7 +11,7 @@ from redis.cluster import RedisCluster
 
 from sideline.adapters.redis._keys import Keys
 from sideline.adapters.redis._scripts import Scripts
-from sideline.core.errors import BackendError, ConfigurationError, WorkflowError
+from sideline.core.errors import BackendError, ConfigurationError, SidelineError, WorkflowError
 
 __all__ = ["RedisBase", "RedisClient", "block_limit", "num", "translate"]
 
@@ -44,36 +43,54 @@ def num(value: float) -> str:
     return repr(float(value))
 
 
-@contextmanager
-def translate(operation: str) -> Iterator[None]:
-    """Turn redis-py errors into sideline errors that say what failed and what to check."""
-    try:
-        yield
-    except redis.exceptions.ClusterDownError as exc:  # before ResponseError: it is one
-        raise BackendError(
+class translate:  # noqa: N801 (used as `with translate("settle"):`, like a function)
+    """Turn redis-py errors into sideline errors that say what failed and what to check.
+
+    A class, not a generator: every backend call enters one, settle included.
+    """
+
+    __slots__ = ("operation",)
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None and (error := _translated(self.operation, exc)) is not None:
+            raise error from exc
+
+
+def _translated(operation: str, exc: BaseException) -> SidelineError | None:
+    """The sideline error for redis-py's `exc` (None for any other exception)."""
+    errors = redis.exceptions
+    if isinstance(exc, errors.ClusterDownError):  # before ResponseError: it is one
+        return BackendError(
             f"Redis Cluster is down during {operation}: {exc} (a slot has no reachable "
-            "master; check CLUSTER INFO)") from exc
-    except redis.exceptions.ClusterError as exc:  # redirections or node errors, retries spent
-        raise BackendError(
-            f"Redis Cluster unreachable during {operation}: {exc} (are its nodes running?)"
-        ) from exc
-    except redis.exceptions.RedisClusterException as exc:  # not a RedisError subclass
-        raise BackendError(f"Redis Cluster refused {operation}: {exc}") from exc
-    except redis.exceptions.MaxConnectionsError as exc:
-        raise BackendError(
+            "master; check CLUSTER INFO)")
+    if isinstance(exc, errors.ClusterError):  # redirections or node errors, retries spent
+        return BackendError(
+            f"Redis Cluster unreachable during {operation}: {exc} (are its nodes running?)")
+    if isinstance(exc, errors.RedisClusterException):  # not a RedisError subclass
+        return BackendError(f"Redis Cluster refused {operation}: {exc}")
+    if isinstance(exc, errors.MaxConnectionsError):
+        return BackendError(
             f"Redis connection pool exhausted during {operation}: {exc} (size max_connections "
-            "to at least the worker's concurrency + 2)") from exc
-    except redis.exceptions.ConnectionError as exc:
-        raise BackendError(
+            "to at least the worker's concurrency + 2)")
+    if isinstance(exc, errors.ConnectionError):
+        return BackendError(
             f"Redis unreachable during {operation}: {exc} (is the server running? "
-            "check SIDELINE_REDIS_URL)") from exc
-    except redis.exceptions.TimeoutError as exc:
-        raise BackendError(f"Redis timed out during {operation}: {exc}") from exc
-    except redis.exceptions.ResponseError as exc:
+            "check SIDELINE_REDIS_URL)")
+    if isinstance(exc, errors.TimeoutError):
+        return BackendError(f"Redis timed out during {operation}: {exc}")
+    if isinstance(exc, errors.ResponseError):
         message = str(exc)
         if "run already exists" in message or "has no node" in message:
-            raise WorkflowError(f"{operation}: {message}") from exc
-        raise BackendError(f"Redis refused {operation}: {message}") from exc
+            return WorkflowError(f"{operation}: {message}")
+        return BackendError(f"Redis refused {operation}: {message}")
+    return None
 
 
 class RedisBase:

@@ -6,6 +6,8 @@ import enum
 import hashlib
 import os
 import re
+import socket
+import struct
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -138,18 +140,11 @@ class Caller:
         self._local = threading.local()
 
     def hold(self) -> None:
-        """Keep one pooled connection for this thread's calls from now on, until it ends: a
-        worker's job thread (it fetches) runs every call without a pool lock or a health
-        poll, and waits for work in BLPOP on the same connection. Other threads borrow a
-        connection per call, so a thread that only enqueues holds none."""
-        if self.pool is not None:
-            self._held()
-
-    def _held(self) -> Any:
-        held = getattr(self._local, "held", None)
-        if held is None or held.pid != os.getpid():  # a forked child never shares a socket
-            held = self._local.held = _Held(self.pool)
-        return held.connection
+        """Keep one pooled connection for this thread's calls from its next call on, until
+        it ends: a worker's job thread (it fetches) runs every call without a pool lock or
+        a health poll, and waits for work in BLPOP on the same connection. Other threads
+        borrow a connection per call, so a thread that only enqueues holds none."""
+        self._local.holds = True
 
     def run(self, command: tuple[Any, ...]) -> Any:
         """Send one command and read its reply (the lean path where it applies); a reply is
@@ -158,16 +153,27 @@ class Caller:
         if pool is None:
             return self.client.execute_command(*command)
         held: _Held | None = getattr(self._local, "held", None)
+        if (held is None or held.pid != os.getpid()) and getattr(self._local, "holds", False):
+            held = self._local.held = _Held(pool)  # a forked child takes its own
         borrowed = held is None or held.pid != os.getpid()
-        connection = pool.get_connection() if held is None or borrowed else held.connection
+        if held is None or borrowed:
+            connection = pool.get_connection()
+        else:
+            connection = held.connection
+            held.blocking()
         try:
             if _pack is None:
                 connection.send_command(*command)
             else:
                 connection.send_packed_command([_pack(command)])
             return connection.read_response()
-        except (RedisConnectionError, RedisTimeoutError):
+        except RedisConnectionError as exc:
             connection.disconnect()  # a reply may still be on its way; the next call reconnects
+            if isinstance(exc.__context__, BlockingIOError):  # the kernel's timeout (_Held)
+                raise RedisTimeoutError(f"Timeout on the socket: {exc}") from exc
+            raise
+        except RedisTimeoutError:
+            connection.disconnect()
             raise
         finally:
             if borrowed:
@@ -187,19 +193,51 @@ class Caller:
 
 
 class _Held:
-    """The pooled connection one thread runs its scripts on, taken once (no pool lock and no
-    health poll per call) and given back to the pool when the thread ends."""
+    """The pooled connection one thread makes all its calls on, taken once (no pool lock
+    and no health poll per call) and given back to the pool when the thread ends.
 
-    __slots__ = ("__weakref__", "connection", "pid")
+    Its socket blocks, with the connection's timeout kept by the kernel (SO_RCVTIMEO and
+    SO_SNDTIMEO) instead of by Python: a socket with a Python timeout polls before every
+    send and every receive, and each poll lets go of the GIL, which the worker's other
+    threads then contend for. A kernel timeout ends a call with EAGAIN, which `run` reports
+    as redis-py's TimeoutError. Applied to plain TCP and Unix sockets only (a TLS socket
+    keeps its Python timeout), and again to each new socket after a reconnect.
+    """
+
+    __slots__ = ("__weakref__", "connection", "pid", "sock")
 
     def __init__(self, pool: Any) -> None:
         self.pid = os.getpid()
         self.connection = pool.get_connection()
+        self.sock: Any = None  # the socket made blocking last
         weakref.finalize(self, _give_back, pool, self.connection, self.pid)
+
+    def blocking(self) -> None:
+        """Make the connection's socket blocking, with kernel timeouts (once per socket)."""
+        connection = self.connection
+        sock = getattr(connection, "_sock", None)
+        if sock is None:
+            if not hasattr(connection, "_sock"):
+                return  # not a redis-py Connection we know: leave it as it is
+            connection.connect()
+            sock = connection._sock
+        if sock is self.sock:
+            return
+        self.sock = sock
+        if type(sock) is not socket.socket:  # TLS: keep Python's timeout
+            return
+        timeout = sock.gettimeout()
+        sock.settimeout(None)
+        if timeout:
+            seconds = int(timeout)
+            value = struct.pack("ll", seconds, int((timeout - seconds) * 1_000_000))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
 
 def _give_back(pool: Any, connection: Any, pid: int) -> None:
     if os.getpid() == pid:
+        connection.disconnect()  # its socket blocks: the next user gets a fresh one
         pool.release(connection)
 
 

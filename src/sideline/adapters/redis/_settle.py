@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import cached_property
 
 import attrs
 
@@ -19,8 +20,46 @@ from sideline.core.settlement import Action, NodeEvent, Settlement, stat_buckets
 __all__ = ["SettleOps"]
 
 
+_NO_NODE_ERROR = json.dumps([None, None])  # a step's error record when it has none
+_NO_ERROR = json.dumps(["", ""])  # a batch member's error when it has none
+_NO_TRANSITION = Transition()  # frozen: one for every settle that changed no run
+
+
 class SettleOps(RedisBase):
     """The end of a job: every part of a Settlement, and the next fetch, in one script."""
+
+    def _run_keys(self, run_id: str) -> list[str]:
+        """KEYS[1..6] of settle.lua: the run's five keys and its memory ("-": no run)."""
+        if run_id == "-":
+            return self._no_run_keys
+        return [*self.keys.run(run_id), self.keys.memory(run_id)]
+
+    @cached_property
+    def _no_run_keys(self) -> list[str]:
+        return [*self.keys.run("-"), self.keys.memory("-")]
+
+    @cached_property
+    def _no_lock(self) -> str:
+        return self.keys("lock", "-")
+
+    @cached_property
+    def _fetch_key_cache(self) -> dict[tuple[str, tuple[str, ...]], list[str]]:
+        return {}
+
+    def _fetch_keys(self, worker_id: str, queues: Sequence[str]) -> list[str]:
+        """settle.lua's (queue, in-progress list) key pairs to fetch the next job from,
+        kept per worker and queue order (a worker asks with the same few orders)."""
+        if not queues:
+            return []
+        cache = self._fetch_key_cache
+        if len(cache) > 256:  # weighted queues draw many orders: start over
+            cache.clear()
+        order = (worker_id, tuple(queues))
+        found = cache.get(order)
+        if found is None:
+            found = cache[order] = [key for queue in queues for key in (
+                self.keys.queue(queue), self.keys.in_progress(worker_id, queue))]
+        return found
 
     def settle(self, worker_id: str, delivery: Delivery, settlement: Settlement, now: float,
                fetch_from: Sequence[str] = (), *, begin_next: bool = False) -> Settled:
@@ -34,22 +73,23 @@ class SettleOps(RedisBase):
         release = settlement.release_unique and payload.unique_key is not None
         token = (payload.unique_token or "") if release else ""
         minute, day = stat_buckets(now)
-        held = self.keys.held(worker_id, delivery)
-        keys = [*self.keys.run(run_id), self.keys.memory(run_id), held,
-                self.keys("lock", payload.unique_key if release and payload.unique_key else "-")]
-        for queue in fetch_from:
-            keys += [self.keys.queue(queue), self.keys.in_progress(worker_id, queue)]
+        keys = [*self._run_keys(run_id), self.keys.held(worker_id, delivery),
+                self.keys("lock", payload.unique_key) if release and payload.unique_key
+                else self._no_lock, *self._fetch_keys(worker_id, fetch_from)]
+        failed = payload.error_class is not None or payload.error_message is not None
         args: list[str | bytes | int] = [
             self.prefix, raw_bytes(delivery.raw), str(settlement.action), payload.jid,
             payload.queue, "" if settlement.action is Action.ACK else encode(payload),
             num(now if settlement.retry_at is None else settlement.retry_at),
             int(settlement.keep_dead), num(now), self.max_dead, num(self.dead_ttl_s),
-            event, run_id, node, json.dumps([error.error_class, error.error_message]),
+            event, run_id, node,
+            json.dumps([error.error_class, error.error_message]) if failed else _NO_NODE_ERROR,
             token, settlement.processed, settlement.failed, minute, day,
             STAT_MINUTE_TTL_S, STAT_DAY_TTL_S, "1" if begin_next else "",
             payload.batch_id or "" if settlement.batch is not None else "",
             str(settlement.batch or ""),
-            json.dumps([payload.error_class or "", payload.error_message or ""]),
+            json.dumps([payload.error_class or "", payload.error_message or ""]) if failed
+            else _NO_ERROR,
             json.dumps(list(settlement.await_batches)) if settlement.await_batches else "",
             worker_id]
         if settlement.tracked:  # ARGV[29..32]; an untracked job sends none (settle.lua)
@@ -58,7 +98,7 @@ class SettleOps(RedisBase):
             result = self.scripts["settle"](keys=keys, args=args)
         if result == "expired":
             raise RunExpired.of(run_id)
-        transition = _transition(result[0]) if result[0] else Transition()
+        transition = _transition(result[0]) if result[0] else _NO_TRANSITION
         if (event == NodeEvent.FAILED and payload.node_id is not None
                 and transition.nodes.get(payload.node_id) is NodeStatus.DEAD):
             transition = attrs.evolve(transition, errors={payload.node_id: error})
