@@ -30,7 +30,7 @@ from sideline.core.run import (
 )
 from sideline.core.settlement import NodeEvent
 
-__all__ = ["SCRIPT_NAMES", "Caller", "LuaScript", "Scripts", "library", "prelude"]
+__all__ = ["FUNCTION_ONLY", "SCRIPT_NAMES", "Caller", "LuaScript", "Scripts", "library", "prelude"]
 
 SCRIPT_NAMES = (
     "admin_kill",
@@ -64,7 +64,10 @@ SCRIPT_NAMES = (
     "retry_later",
     "schedule",
     "settle",
+    "settle_many",
 )
+FUNCTION_ONLY = frozenset({"settle_many"})
+"""Scripts that exist only as functions of the library: they run another script's body."""
 
 _WORD = re.compile(r"^[a-z_]+$")
 
@@ -179,6 +182,11 @@ class Caller:
             if borrowed:
                 pool.release(connection)
 
+    def combines(self) -> bool:
+        """Whether settles of several threads may go in one call (settle_many): the server
+        has functions and calls take the lean path (see `_combine.py`)."""
+        return self.functions and self.pool is not None
+
     def load_library(self) -> bool:
         """FUNCTION LOAD REPLACE the library; False (and scripts from now on) when the
         server has no functions."""
@@ -245,11 +253,14 @@ class LuaScript:
     """One operation's script: an FCALL of its function in the library, or an EVALSHA of
     its own source (see `Caller`)."""
 
-    __slots__ = ("_caller", "function", "name", "sha", "source")
+    __slots__ = ("_caller", "function", "function_only", "name", "sha", "source")
 
-    def __init__(self, caller: Caller, name: str, source: str) -> None:
+    def __init__(self, caller: Caller, name: str, source: str, *,
+                 function_only: bool = False) -> None:
         self._caller = caller
         self.name = name
+        self.function_only = function_only
+        """Runs only as a function (FUNCTION_ONLY): never called by EVALSHA."""
         self.function = f"{caller.library_name}_{name}"
         """Its function's name on the server (FCALL)."""
         self.source = source
@@ -269,6 +280,8 @@ class LuaScript:
                     raise
                 elif caller.load_library():
                     return caller.run(command)
+        if self.function_only:
+            raise ResponseError(f"{self.name} needs Redis Functions (Redis 7 or later)")
         command = ("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
             return caller.run(command)
@@ -312,13 +325,16 @@ def _lean_pool(client: Any) -> Any:
 def library(head: str, bodies: Mapping[str, str]) -> tuple[str, str]:
     """The Redis Functions library of every script: (its name, its code).
 
-    One function per script, named "<library>_<script>"; the library's name carries a hash
-    of its code, so two sideline versions on one server never replace each other's. Each
-    function hands its keys and arguments to the `KEYS` and `ARGV` the helpers read, and
-    starts with `begin_call()` (the per-call state of `_lib.lua` empty, as a script's is).
+    Each script's body becomes the local function `body_<script>` (so one function may run
+    another's body: settle_many runs body_settle), registered as "<library>_<script>"; the
+    library's name carries a hash of its code, so two sideline versions on one server never
+    replace each other's. A registered function hands its keys and arguments to the `KEYS`
+    and `ARGV` the helpers read, and starts with `begin_call()` (the per-call state of
+    `_lib.lua` empty, as a script's is).
     """
-    parts = [f"-- ==== {name}.lua ====\nredis.register_function('@_{name}', "
-             f"function(keys, args)\nKEYS, ARGV = keys, args\nbegin_call()\n{body}\nend)"
+    parts = [f"-- ==== {name}.lua ====\nlocal function body_{name}()\n{body}\nend\n"
+             f"redis.register_function('@_{name}', function(keys, args)\n"
+             f"KEYS, ARGV = keys, args\nbegin_call()\nreturn body_{name}()\nend)"
              for name, body in bodies.items()]
     code = "\n".join(("local KEYS, ARGV", head, *parts))
     name = "sideline_" + hashlib.sha1(code.encode("utf-8")).hexdigest()[:16]
@@ -337,7 +353,8 @@ class Scripts:
         bodies = {name: _source(name) for name in SCRIPT_NAMES}
         self.caller = Caller(client, library(head, bodies))
         self._scripts: dict[str, LuaScript] = {
-            name: LuaScript(self.caller, name, f"{head}\n-- ==== {name}.lua ====\n{body}")
+            name: LuaScript(self.caller, name, f"{head}\n-- ==== {name}.lua ====\n{body}",
+                            function_only=name in FUNCTION_ONLY)
             for name, body in bodies.items()
         }
 

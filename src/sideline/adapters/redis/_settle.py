@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from functools import cached_property
+from typing import Any
 
 import attrs
 
 from sideline.adapters.redis._base import RedisBase, num, translate
+from sideline.adapters.redis._combine import Combiner
 from sideline.adapters.redis._runs import _transition
 from sideline.core.errors import RunExpired
 from sideline.core.payload import encode, raw_bytes
@@ -23,6 +26,7 @@ __all__ = ["SettleOps"]
 _NO_NODE_ERROR = json.dumps([None, None])  # a step's error record when it has none
 _NO_ERROR = json.dumps(["", ""])  # a batch member's error when it has none
 _NO_TRANSITION = Transition()  # frozen: one for every settle that changed no run
+_MAIN = threading.main_thread()
 
 
 class SettleOps(RedisBase):
@@ -41,6 +45,25 @@ class SettleOps(RedisBase):
     @cached_property
     def _no_lock(self) -> str:
         return self.keys("lock", "-")
+
+    @cached_property
+    def _combiner(self) -> Combiner:
+        """Puts the settles of threads that settle at the same time into one call."""
+        settle, settle_many = self.scripts["settle"], self.scripts["settle_many"]
+
+        def one(keys: list[Any], args: list[Any]) -> Any:
+            return settle(keys=keys, args=args)
+
+        def many(items: Sequence[tuple[list[Any], list[Any]]]) -> list[Any]:
+            # settle_many.lua: the count, each settle's key and argument counts, then
+            # every settle's keys and arguments in order
+            counts = [count for keys, args in items for count in (len(keys), len(args))]
+            reply: list[Any] = settle_many(
+                keys=[key for keys, _ in items for key in keys],
+                args=[len(items), *counts, *(arg for _, args in items for arg in args)])
+            return reply
+
+        return Combiner(one, many)
 
     @cached_property
     def _fetch_key_cache(self) -> dict[tuple[str, tuple[str, ...]], list[str]]:
@@ -95,7 +118,10 @@ class SettleOps(RedisBase):
         if settlement.tracked:  # ARGV[29..32]; an untracked job sends none (settle.lua)
             args += _tracking(settlement)
         with translate("settle"):
-            result = self.scripts["settle"](keys=keys, args=args)
+            if self.scripts.caller.combines() and threading.current_thread() is not _MAIN:
+                result = self._combiner.call(keys, args)
+            else:
+                result = self.scripts["settle"](keys=keys, args=args)
         if result == "expired":
             raise RunExpired.of(run_id)
         transition = _transition(result[0]) if result[0] else _NO_TRANSITION

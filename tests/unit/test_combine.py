@@ -1,0 +1,197 @@
+"""The settle combiner (adapters/redis/_combine.py): every caller gets its own answer,
+whatever rode in one call with it; a lone caller sends alone; errors stay with their
+settle; the lead always passes on (no caller is left waiting)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from sideline.adapters.redis._combine import MAX_BATCH, Combiner
+
+
+class Echo:
+    """A fake Redis: a settle's reply is its own arguments; counts the calls it got."""
+
+    def __init__(self, delay_s: float = 0.0, jitter_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.jitter_s = jitter_s
+        self.ones = 0
+        self.batches: list[int] = []
+        self.lock = threading.Lock()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def _pause(self) -> None:
+        self.gate.wait(10)
+        time.sleep(self.delay_s + random.random() * self.jitter_s)
+
+    def one(self, keys: list[Any], args: list[Any]) -> Any:
+        with self.lock:
+            self.ones += 1
+        self._pause()
+        if args and args[0] == "fail":
+            raise ValueError(f"refused {keys}")
+        return ("reply", keys, args)
+
+    def many(self, items: Sequence[tuple[list[Any], list[Any]]]) -> list[Any]:
+        with self.lock:
+            self.batches.append(len(items))
+        self._pause()
+        if any(args and args[0] == "down" for _, args in items):
+            raise ConnectionError("the connection went away")
+        return [ValueError(f"refused {keys}") if args and args[0] == "fail"
+                else ("reply", keys, args) for keys, args in items]
+
+
+def _run_threads(count: int, target: Any) -> list[threading.Thread]:
+    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _join(threads: list[threading.Thread], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.01))
+    assert not any(thread.is_alive() for thread in threads), "a caller was left waiting"
+
+
+def test_a_lone_caller_sends_its_settle_alone() -> None:
+    echo = Echo()
+    combiner = Combiner(echo.one, echo.many)
+    for i in range(5):
+        assert combiner.call([f"k{i}"], [i]) == ("reply", [f"k{i}"], [i])
+    assert (echo.ones, echo.batches) == (5, [])
+
+
+def test_settles_arriving_during_a_call_go_together_in_the_next() -> None:
+    echo = Echo()
+    combiner = Combiner(echo.one, echo.many)
+    echo.gate.clear()  # the first call stays in flight until the others queued
+    answers: dict[int, Any] = {}
+
+    def settle(i: int) -> None:
+        answers[i] = combiner.call([f"k{i}"], [i])
+
+    first = _run_threads(1, settle)
+    while echo.ones == 0:
+        time.sleep(0.001)
+    rest = [threading.Thread(target=settle, args=(i,), daemon=True) for i in range(1, 6)]
+    for thread in rest:
+        thread.start()
+    time.sleep(0.2)  # all five queued behind the call in flight
+    echo.gate.set()
+    _join(first + rest)
+    assert answers == {i: ("reply", [f"k{i}"], [i]) for i in range(6)}
+    assert echo.ones == 1
+    assert echo.batches == [5]
+
+
+def test_an_error_stays_with_its_own_settle() -> None:
+    echo = Echo()
+    combiner = Combiner(echo.one, echo.many)
+    echo.gate.clear()
+    outcomes: dict[int, Any] = {}
+
+    def settle(i: int) -> None:
+        try:
+            outcomes[i] = combiner.call([f"k{i}"], ["fail" if i == 3 else i])
+        except ValueError as exc:
+            outcomes[i] = exc
+
+    first = _run_threads(1, settle)
+    while echo.ones == 0:
+        time.sleep(0.001)
+    rest = [threading.Thread(target=settle, args=(i,), daemon=True) for i in range(1, 5)]
+    for thread in rest:
+        thread.start()
+    time.sleep(0.2)
+    echo.gate.set()
+    _join(first + rest)
+    assert isinstance(outcomes[3], ValueError)
+    assert "k3" in str(outcomes[3])
+    assert all(outcomes[i] == ("reply", [f"k{i}"], [i]) for i in (0, 1, 2, 4))
+
+
+def test_a_failed_call_fails_each_settle_in_it_and_the_next_calls_go_on() -> None:
+    echo = Echo()
+    combiner = Combiner(echo.one, echo.many)
+    echo.gate.clear()
+    outcomes: dict[int, Any] = {}
+
+    def settle(i: int) -> None:
+        try:
+            outcomes[i] = combiner.call([f"k{i}"], ["down" if i == 2 else i])
+        except ConnectionError as exc:
+            outcomes[i] = exc
+
+    first = _run_threads(1, settle)
+    while echo.ones == 0:
+        time.sleep(0.001)
+    rest = [threading.Thread(target=settle, args=(i,), daemon=True) for i in range(1, 4)]
+    for thread in rest:
+        thread.start()
+    time.sleep(0.2)
+    echo.gate.set()
+    _join(first + rest)
+    assert outcomes[0] == ("reply", ["k0"], [0])
+    assert all(isinstance(outcomes[i], ConnectionError) for i in (1, 2, 3))
+    assert combiner.call(["after"], [9]) == ("reply", ["after"], [9])  # the lead was put down
+
+
+def test_a_lone_callers_failure_passes_the_lead_on() -> None:
+    echo = Echo()
+    combiner = Combiner(echo.one, echo.many)
+    with pytest.raises(ValueError, match="refused"):
+        combiner.call(["k"], ["fail"])
+    assert combiner.call(["k"], [1]) == ("reply", ["k"], [1])
+
+
+def test_a_batch_carries_at_most_max_batch_settles() -> None:
+    echo = Echo()
+    combiner = Combiner(echo.one, echo.many)
+    echo.gate.clear()
+    count = MAX_BATCH + 10
+    answers: dict[int, Any] = {}
+
+    def settle(i: int) -> None:
+        answers[i] = combiner.call([f"k{i}"], [i])
+
+    first = _run_threads(1, settle)
+    while echo.ones == 0:
+        time.sleep(0.001)
+    rest = [threading.Thread(target=settle, args=(i,), daemon=True) for i in range(1, count)]
+    for thread in rest:
+        thread.start()
+    time.sleep(0.5)
+    echo.gate.set()
+    _join(first + rest)
+    assert len(answers) == count
+    assert max(echo.batches) <= MAX_BATCH
+    assert echo.ones + sum(echo.batches) == count
+
+
+def test_many_threads_each_get_their_own_answers() -> None:
+    """16 threads x 300 settles with jittered calls: every answer is the caller's own,
+    no caller waits forever, and calls are fewer than settles."""
+    echo = Echo(jitter_s=0.0005)
+    combiner = Combiner(echo.one, echo.many)
+    wrong: list[tuple[int, int, Any]] = []
+
+    def settle(i: int) -> None:
+        for n in range(300):
+            answer = combiner.call([f"t{i}"], [n])
+            if answer != ("reply", [f"t{i}"], [n]):
+                wrong.append((i, n, answer))
+
+    _join(_run_threads(16, settle), timeout_s=60)
+    assert wrong == []
+    assert echo.ones + sum(echo.batches) == 16 * 300
+    assert echo.ones + len(echo.batches) < 16 * 300
