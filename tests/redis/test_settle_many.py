@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -55,6 +56,27 @@ def _settle_args(backend: RedisBackend, worker: str, delivery: Delivery, now: fl
     return calls[0]
 
 
+def _settle_many(backend: RedisBackend,
+                 items: list[tuple[list[object], list[object]]]) -> list[object]:
+    """Call settle_many as the combiner does (adapters/redis/_settle.py)."""
+    counts = [count for keys, args in items for count in (len(keys), len(args))]
+    replies: list[object] = backend.scripts["settle_many"](
+        keys=[key for keys, _ in items for key in keys],
+        args=[len(items), *counts, *(arg for _, args in items for arg in args)])
+    return replies
+
+
+def _two_held(backend: RedisBackend) -> tuple[tuple[list[object], list[object]], ...]:
+    """Jobs a, b, c pushed; w1 holds a and w2 holds b: the settle arguments of each."""
+    backend.push([payload("a"), payload("b"), payload("c")])
+    first = backend.fetch("w1", ["default"], 0)
+    second = backend.fetch("w2", ["default"], 0)
+    assert first is not None
+    assert second is not None
+    return (_settle_args(backend, "w1", first, 100.0),
+            _settle_args(backend, "w2", second, 100.0))
+
+
 def test_several_settles_in_one_call_each_ack_their_job_and_take_the_next(
         backend: RedisBackend) -> None:
     backend.push([payload(f"j{i}") for i in range(6)])
@@ -62,10 +84,7 @@ def test_several_settles_in_one_call_each_ack_their_job_and_take_the_next(
     assert all(held)
     items = [_settle_args(backend, f"w{i}", delivery, 100.0) for i, delivery in enumerate(held)
              if delivery is not None]
-    counts = [count for keys, args in items for count in (len(keys), len(args))]
-    replies = backend.scripts["settle_many"](
-        keys=[key for keys, _ in items for key in keys],
-        args=[len(items), *counts, *(arg for _, args in items for arg in args)])
+    replies: list[Any] = _settle_many(backend, items)
     assert len(replies) == 3
     taken = sorted(decode(reply[2]).jid for reply in replies)
     assert taken == ["j3", "j4", "j5"]  # each settle handed its caller the next job
@@ -76,23 +95,14 @@ def test_several_settles_in_one_call_each_ack_their_job_and_take_the_next(
 
 
 def test_an_error_in_one_settle_leaves_the_others_done(backend: RedisBackend) -> None:
-    backend.push([payload("a"), payload("b"), payload("c")])
-    first = backend.fetch("w1", ["default"], 0)
-    second = backend.fetch("w2", ["default"], 0)
-    assert first is not None
-    assert second is not None
-    good = _settle_args(backend, "w1", first, 100.0)
+    good, (bad_keys, bad_args) = _two_held(backend)
     # a step of a run that does not exist: settle.lua answers "expired" for it alone
-    bad_keys, bad_args = _settle_args(backend, "w2", second, 100.0)
     forged = list(bad_args)
     forged[11], forged[12], forged[13] = str(NodeEvent.SUCCEEDED), "no-such-run", "0"
     run_keys = backend.keys.run("no-such-run")
     bad = ([*run_keys, backend.keys.memory("no-such-run"), *bad_keys[6:]], forged)
     items = [good, bad]
-    counts = [count for keys, args in items for count in (len(keys), len(args))]
-    replies = backend.scripts["settle_many"](
-        keys=[key for keys, _ in items for key in keys],
-        args=[len(items), *counts, *(arg for _, args in items for arg in args)])
+    replies: list[Any] = _settle_many(backend, items)
     assert replies[1] == "expired"
     assert decode(replies[0][2]).jid == "c"  # the good one acked and took the next job
     assert [decode(raw).jid for raw in backend.in_progress("w2")] == ["b"]  # untouched
@@ -129,21 +139,12 @@ def test_worker_threads_that_settle_together_share_calls() -> None:
 
 
 def test_a_failing_command_in_one_settle_is_its_error_alone(backend: RedisBackend) -> None:
-    backend.push([payload("a"), payload("b"), payload("c")])
-    first = backend.fetch("w1", ["default"], 0)
-    second = backend.fetch("w2", ["default"], 0)
-    assert first is not None
-    assert second is not None
-    good = _settle_args(backend, "w1", first, 100.0)
-    bad_keys, bad_args = _settle_args(backend, "w2", second, 100.0)
+    good, (bad_keys, bad_args) = _two_held(backend)
     wrong = backend.keys("not-a-list")
     backend.client.set(wrong, "a string")  # LREM on it fails with WRONGTYPE
     bad = ([*bad_keys[:6], wrong, *bad_keys[7:]], bad_args)
     items = [bad, good]
-    counts = [count for keys, args in items for count in (len(keys), len(args))]
-    replies = backend.scripts["settle_many"](
-        keys=[key for keys, _ in items for key in keys],
-        args=[len(items), *counts, *(arg for _, args in items for arg in args)])
+    replies: list[Any] = _settle_many(backend, items)
     assert isinstance(replies[0], Exception)
     assert "WRONGTYPE" in str(replies[0]) or "wrong kind" in str(replies[0]).lower()
     assert decode(replies[1][2]).jid == "c"

@@ -1,6 +1,8 @@
 """The settle combiner (adapters/redis/_combine.py): every caller gets its own answer,
-whatever rode in one call with it; a lone caller sends alone; errors stay with their
-settle; the lead always passes on (no caller is left waiting)."""
+whatever rode in one call with it; a caller sends alone while fewer than `in_flight`
+calls are on their way; errors stay with their settle; the lead always passes on (no
+caller is left waiting). Most tests hold one call in flight (`in_flight=1`) to queue the
+others behind it."""
 
 from __future__ import annotations
 
@@ -63,6 +65,23 @@ def _join(threads: list[threading.Thread], timeout_s: float = 20.0) -> None:
     assert not any(thread.is_alive() for thread in threads), "a caller was left waiting"
 
 
+def _queued_behind(echo: Echo, first: int, count: int, settle: Any,
+                   settle_s: float = 0.2) -> None:
+    """Start `first` callers, whose calls stay in flight (the gate is closed), then the
+    callers up to `count`, which queue behind them; open the gate; wait for them all."""
+    echo.gate.clear()
+    leaders = _run_threads(first, settle)
+    while echo.ones < first:
+        time.sleep(0.001)
+    rest = [threading.Thread(target=settle, args=(i,), daemon=True) for i in range(first, count)]
+    for thread in rest:
+        thread.start()
+    time.sleep(settle_s)  # all of them queued behind the calls in flight
+    assert echo.ones == first
+    echo.gate.set()
+    _join(leaders + rest)
+
+
 def test_a_lone_caller_sends_its_settle_alone() -> None:
     echo = Echo()
     combiner = Combiner(echo.one, echo.many)
@@ -73,22 +92,13 @@ def test_a_lone_caller_sends_its_settle_alone() -> None:
 
 def test_settles_arriving_during_a_call_go_together_in_the_next() -> None:
     echo = Echo()
-    combiner = Combiner(echo.one, echo.many)
-    echo.gate.clear()  # the first call stays in flight until the others queued
+    combiner = Combiner(echo.one, echo.many, in_flight=1)
     answers: dict[int, Any] = {}
 
     def settle(i: int) -> None:
         answers[i] = combiner.call([f"k{i}"], [i])
 
-    first = _run_threads(1, settle)
-    while echo.ones == 0:
-        time.sleep(0.001)
-    rest = [threading.Thread(target=settle, args=(i,), daemon=True) for i in range(1, 6)]
-    for thread in rest:
-        thread.start()
-    time.sleep(0.2)  # all five queued behind the call in flight
-    echo.gate.set()
-    _join(first + rest)
+    _queued_behind(echo, 1, 6, settle)
     assert answers == {i: ("reply", [f"k{i}"], [i]) for i in range(6)}
     assert echo.ones == 1
     assert echo.batches == [5]
@@ -96,8 +106,7 @@ def test_settles_arriving_during_a_call_go_together_in_the_next() -> None:
 
 def test_an_error_stays_with_its_own_settle() -> None:
     echo = Echo()
-    combiner = Combiner(echo.one, echo.many)
-    echo.gate.clear()
+    combiner = Combiner(echo.one, echo.many, in_flight=1)
     outcomes: dict[int, Any] = {}
 
     def settle(i: int) -> None:
@@ -106,15 +115,7 @@ def test_an_error_stays_with_its_own_settle() -> None:
         except ValueError as exc:
             outcomes[i] = exc
 
-    first = _run_threads(1, settle)
-    while echo.ones == 0:
-        time.sleep(0.001)
-    rest = [threading.Thread(target=settle, args=(i,), daemon=True) for i in range(1, 5)]
-    for thread in rest:
-        thread.start()
-    time.sleep(0.2)
-    echo.gate.set()
-    _join(first + rest)
+    _queued_behind(echo, 1, 5, settle)
     assert isinstance(outcomes[3], ValueError)
     assert "k3" in str(outcomes[3])
     assert all(outcomes[i] == ("reply", [f"k{i}"], [i]) for i in (0, 1, 2, 4))
@@ -122,8 +123,7 @@ def test_an_error_stays_with_its_own_settle() -> None:
 
 def test_a_failed_call_fails_each_settle_in_it_and_the_next_calls_go_on() -> None:
     echo = Echo()
-    combiner = Combiner(echo.one, echo.many)
-    echo.gate.clear()
+    combiner = Combiner(echo.one, echo.many, in_flight=1)
     outcomes: dict[int, Any] = {}
 
     def settle(i: int) -> None:
@@ -132,15 +132,7 @@ def test_a_failed_call_fails_each_settle_in_it_and_the_next_calls_go_on() -> Non
         except ConnectionError as exc:
             outcomes[i] = exc
 
-    first = _run_threads(1, settle)
-    while echo.ones == 0:
-        time.sleep(0.001)
-    rest = [threading.Thread(target=settle, args=(i,), daemon=True) for i in range(1, 4)]
-    for thread in rest:
-        thread.start()
-    time.sleep(0.2)
-    echo.gate.set()
-    _join(first + rest)
+    _queued_behind(echo, 1, 4, settle)
     assert outcomes[0] == ("reply", ["k0"], [0])
     assert all(isinstance(outcomes[i], ConnectionError) for i in (1, 2, 3))
     assert combiner.call(["after"], [9]) == ("reply", ["after"], [9])  # the lead was put down
@@ -156,23 +148,14 @@ def test_a_lone_callers_failure_passes_the_lead_on() -> None:
 
 def test_a_batch_carries_at_most_max_batch_settles() -> None:
     echo = Echo()
-    combiner = Combiner(echo.one, echo.many)
-    echo.gate.clear()
+    combiner = Combiner(echo.one, echo.many, in_flight=1)
     count = MAX_BATCH + 10
     answers: dict[int, Any] = {}
 
     def settle(i: int) -> None:
         answers[i] = combiner.call([f"k{i}"], [i])
 
-    first = _run_threads(1, settle)
-    while echo.ones == 0:
-        time.sleep(0.001)
-    rest = [threading.Thread(target=settle, args=(i,), daemon=True) for i in range(1, count)]
-    for thread in rest:
-        thread.start()
-    time.sleep(0.5)
-    echo.gate.set()
-    _join(first + rest)
+    _queued_behind(echo, 1, count, settle, settle_s=0.5)
     assert len(answers) == count
     assert max(echo.batches) <= MAX_BATCH
     assert echo.ones + sum(echo.batches) == count
@@ -195,3 +178,19 @@ def test_many_threads_each_get_their_own_answers() -> None:
     assert wrong == []
     assert echo.ones + sum(echo.batches) == 16 * 300
     assert echo.ones + len(echo.batches) < 16 * 300
+
+
+def test_up_to_in_flight_calls_go_at_once_and_the_rest_queue() -> None:
+    echo = Echo()
+    combiner = Combiner(echo.one, echo.many, in_flight=3)
+    answers: dict[int, Any] = {}
+
+    def settle(i: int) -> None:
+        answers[i] = combiner.call([f"k{i}"], [i])
+
+    _queued_behind(echo, 3, 7, settle)  # three alone, the other four queued
+    assert answers == {i: ("reply", [f"k{i}"], [i]) for i in range(7)}
+    assert echo.ones + sum(echo.batches) == 7
+    # the four queued went with the three calls' turns: in at most three calls
+    assert (echo.ones - 3) + len(echo.batches) <= 3
+    assert combiner.call(["again"], [1]) == ("reply", ["again"], [1])

@@ -1,13 +1,20 @@
 """Settles that arrive together travel together: one call to Redis for several threads.
 
 A worker's job threads each settle their own job (settle.lua) and wait for the answer,
-which carries their next job. When a thread's settle finds another one on its way to
-Redis, it does not send its own: it queues it and waits. The thread whose call is in
-flight (the leader) sends, once its answer is in, the queued settles as one call of
-settle_many (one function run, one round trip, one pass of the network stack on both
-sides), hands each thread its own answer, and passes the lead to a waiting thread if more
-have queued meanwhile. A thread alone sends its settle as before, so an idle worker pays
-nothing and a busy one pays one round trip for many jobs.
+which carries their next job. Up to IN_FLIGHT settle calls of a worker go to Redis at
+once, each sent by its own thread as before. A settle that finds that many on their way
+does not send its own: it queues and waits. When a call's answer is in, its thread hands
+the lead to the first queued settle, whose thread sends every queued settle (up to
+MAX_BATCH) as one call of settle_many (one function run, one round trip, one pass of the
+network stack on both sides) and hands each thread its own answer. So a worker with few
+settles at a time pays nothing, and a busy one pays one round trip for many jobs and
+spends less of Redis's time per job.
+
+Measured with `benchmarks/peers/compare.py` on a 2-core machine (figures in
+docs/performance.md): with two worker processes of 8 threads, combining raised the drain
+rate by about 8% (Redis shares the cores with the workers, and spends less per job);
+with one process it made no difference at IN_FLIGHT = 3, and cost 10-20% at 1 (threads
+waited for a call in flight instead of sending their own).
 
 Only worker threads other than the main thread combine (`SettleOps.settle`): a waiting
 thread must not be interrupted (a signal's KeyboardInterrupt reaches the main thread
@@ -26,10 +33,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["MAX_BATCH", "Combiner"]
+__all__ = ["IN_FLIGHT", "MAX_BATCH", "Combiner"]
 
 MAX_BATCH = 64
 """The most settles one call carries (the rest wait for the next call)."""
+IN_FLIGHT = 3
+"""How many settle calls of one worker may be on their way to Redis at once."""
 
 Send = Callable[[Sequence[tuple[list[Any], list[Any]]]], list[Any]]
 """Sends settles (each its keys and arguments) in one call; one reply per settle, an
@@ -57,31 +66,33 @@ class _Ticket:
 
 
 class Combiner:
-    """Runs concurrent calls as batches: the first caller sends, later ones ride along.
+    """Runs concurrent calls as batches once `in_flight` calls are on their way.
 
     Args:
         send_one: sends one settle (the plain settle function) and returns its reply.
-        send_many: sends several in one call (settle_many); None: each is sent alone.
+        send_many: sends several in one call (settle_many); one reply per settle.
+        in_flight: how many calls may be on their way at once.
     """
 
     def __init__(self, send_one: Callable[[list[Any], list[Any]], Any],
-                 send_many: Send) -> None:
+                 send_many: Send, in_flight: int = IN_FLIGHT) -> None:
         self._send_one = send_one
         self._send_many = send_many
         self._lock = threading.Lock()
         self._queue: deque[_Ticket] = deque()
-        self._leading = False
+        self._limit = in_flight
+        self._in_flight = 0
 
     def call(self, keys: list[Any], args: list[Any]) -> Any:
         """Settle (`keys`, `args`): sent now, or with the next batch; returns its reply."""
         with self._lock:
-            if not self._leading:
-                self._leading = True
+            if self._in_flight < self._limit:
+                self._in_flight += 1
                 ticket = None
             else:
                 ticket = _Ticket(keys, args)
                 self._queue.append(ticket)
-        if ticket is None:  # nobody else is sending: send it alone, then serve the queue
+        if ticket is None:  # a call is free: send it alone, then pass the lead on
             try:
                 return self._send_one(keys, args)
             finally:
@@ -92,11 +103,12 @@ class Combiner:
         return ticket.answer()
 
     def _serve(self, own: _Ticket) -> None:
-        """As the leader: send the queued settles (own among them) in one call."""
+        """Handed the lead (and taken off the queue): send `own` with the settles queued
+        behind it in one call."""
         try:
             with self._lock:
-                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
-            assert batch[0] is own  # the lead goes to the first in the queue, and only it pops
+                count = min(MAX_BATCH - 1, len(self._queue))
+                batch = [own, *(self._queue.popleft() for _ in range(count))]
             try:
                 replies = self._send_many([(t.keys, t.args) for t in batch]) if len(batch) > 1 \
                     else [self._send_one(own.keys, own.args)]
@@ -109,18 +121,18 @@ class Combiner:
                         ticket.error = reply
                     else:
                         ticket.reply = reply
-            for ticket in batch:
-                if ticket is not own:
-                    ticket.ready.release()
+            for ticket in batch[1:]:
+                ticket.ready.release()
         finally:
             self._next()
 
     def _next(self) -> None:
-        """Hand the lead to the first waiting settle, or put it down."""
+        """Hand this call's turn to the first waiting settle (taking it off the queue), or
+        give the turn back."""
         with self._lock:
             if not self._queue:
-                self._leading = False
+                self._in_flight -= 1
                 return
-            first = self._queue[0]
+            first = self._queue.popleft()
         first.lead = True
         first.ready.release()
