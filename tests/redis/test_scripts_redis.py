@@ -170,3 +170,16 @@ def test_a_worker_fits_in_a_pool_of_its_concurrency_plus_two(
         assert "unavailable" not in caplog.text
     finally:
         backend.close()
+
+
+def test_calls_without_hiredis_pack_with_redis_py(redis_server: RedisServer,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the `fast` extra the lean path packs with redis-py's own packer."""
+    from sideline.adapters.redis import _scripts  # noqa: PLC0415
+
+    monkeypatch.setattr(_scripts, "_pack", None)
+    backend = RedisBackend.from_url(redis_server.url, namespace="nohiredis")
+    try:
+        _settle_twice(backend)
+    finally:
+        backend.close()

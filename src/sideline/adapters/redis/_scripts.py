@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import importlib
 import os
 import re
 import socket
@@ -301,7 +302,7 @@ def _is_cluster(client: Any) -> bool:
 def _packer() -> Callable[[tuple[Any, ...]], bytes] | None:
     """hiredis's command packer (the `fast` extra), else None (redis-py's own packs)."""
     try:
-        import hiredis  # noqa: PLC0415 (optional)
+        hiredis = importlib.import_module("hiredis")  # optional: typed or not, either way
     except ImportError:
         return None
     packer: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
