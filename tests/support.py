@@ -7,8 +7,9 @@ when CI=true, so CI never passes by silently skipping.
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fakeredis
@@ -56,3 +57,12 @@ def real_redis_backend(**options: Any) -> Iterator[RedisBackend]:
     finally:
         backend.flush_namespace()
         backend.close()
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 5.0) -> None:
+    """Poll `condition` until it is true; AssertionError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.005)

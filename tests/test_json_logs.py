@@ -7,8 +7,7 @@ import io
 import json
 import logging
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,14 +15,7 @@ import pytest
 from sideline import App, ConfigurationError, cli
 from sideline.cli import configure_logging
 from sideline.logs import FIELDS, JsonFormatter, formatter
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
+from tests.support import wait_until
 
 
 @pytest.fixture

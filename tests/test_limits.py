@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,7 +24,7 @@ from sideline import App, Chain, Concurrency, ConfigurationError, MemoryBackend,
 from sideline.core.payload import decode
 from sideline.core.ports import Backend
 from sideline.runtime.admin import AdminBackend
-from tests.support import real_redis_backend
+from tests.support import real_redis_backend, wait_until
 
 BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
 
@@ -36,13 +36,6 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     else:
         yield from real_redis_backend()
 
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
 
 
 class Running:
@@ -79,8 +72,8 @@ def test_max_2_is_never_exceeded_with_8_threads(backend: Backend) -> None:
 
     sync.enqueue_bulk([[i % 3] for i in range(60)])
     with app.worker(concurrency=8, fetch_timeout_s=0.2) as worker:
-        wait_until(lambda: running.done == 60)
-        wait_until(lambda: worker.processed == 60)
+        wait_until(lambda: running.done == 60, 20)
+        wait_until(lambda: worker.processed == 60, 20)
     assert dict(running.peak) == {"customer:0": 2, "customer:1": 2, "customer:2": 2}
     assert app.admin.stats().processed == 60
     assert app.admin.limits() == []  # every slot freed: the keys left the index
@@ -100,7 +93,7 @@ def test_a_heavy_key_does_not_starve_a_light_key_behind_its_backlog(backend: Bac
     work.enqueue_bulk([["heavy"]] * 200)
     work.enqueue_bulk([["light"]] * 10)
     with app.worker(concurrency=4, fetch_timeout_s=0.2):
-        wait_until(lambda: running.done == 210)
+        wait_until(lambda: running.done == 210, 20)
     heavy, light = running.started["heavy"], running.started["light"]
     share = sum(start <= max(light) for start in heavy) / len(heavy)
     print(f"\nfairness: the light key's 10 jobs all started when {share:.0%} of the heavy "

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -19,14 +17,7 @@ from sideline.contrib.prometheus import (
 )
 from sideline.core.payload import bump_recoveries
 from sideline.web import create_app
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
+from tests.support import wait_until
 
 
 def _ran(registry: CollectorRegistry) -> App:

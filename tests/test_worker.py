@@ -10,14 +10,7 @@ from typing import Any
 import pytest
 
 from sideline import App, ConfigurationError, JobContext, Payload, Worker
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
+from tests.support import wait_until
 
 
 def test_jobs_run_on_several_threads_at_once() -> None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from sideline import App
 from sideline.adapters.redis import RedisBackend
 from sideline.core.payload import decode, encode
 from sideline.runtime.worker import Worker
-from tests.support import real_redis_backend
+from tests.support import real_redis_backend, wait_until
 from tests.support_pg import postgres_url, require_postgres
 
 psycopg = pytest.importorskip("psycopg")
@@ -33,13 +33,6 @@ pytestmark = pytest.mark.redis
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -161,7 +154,7 @@ def test_a_worker_with_the_relay_installed_runs_the_job(dsn: str, backend: Redis
         outbox.enqueue_in_transaction(conn, app, mail, "a@example.com")
     worker = Worker(app, concurrency=1).start()
     try:
-        wait_until(lambda: seen == ["a@example.com"])
+        wait_until(lambda: seen == ["a@example.com"], 10)
     finally:
         worker.stop()
         relay.close()
