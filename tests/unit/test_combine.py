@@ -65,6 +65,26 @@ def _join(threads: list[threading.Thread], timeout_s: float = 20.0) -> None:
     assert not any(thread.is_alive() for thread in threads), "a caller was left waiting"
 
 
+def _off_main(call: Any) -> Any:
+    """`call()` on a worker-like thread (the main thread never takes a turn); its result,
+    or the exception it raised, as the caller's own."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(("value", call()))
+        except Exception as exc:
+            outcome.append(("error", exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    _join([thread])
+    kind, value = outcome[0]
+    if kind == "error":
+        raise value
+    return value
+
+
 def _queued_behind(echo: Echo, first: int, count: int, settle: Any,
                    settle_s: float = 0.2) -> None:
     """Start `first` callers, whose calls stay in flight (the gate is closed), then the
@@ -86,7 +106,7 @@ def test_a_lone_caller_sends_its_settle_alone() -> None:
     echo = Echo()
     combiner = Combiner(echo.one, echo.many)
     for i in range(5):
-        assert combiner.call([f"k{i}"], [i]) == ("reply", [f"k{i}"], [i])
+        assert _off_main(lambda i=i: combiner.call([f"k{i}"], [i])) == ("reply", [f"k{i}"], [i])
     assert (echo.ones, echo.batches) == (5, [])
 
 
@@ -135,15 +155,17 @@ def test_a_failed_call_fails_each_settle_in_it_and_the_next_calls_go_on() -> Non
     _queued_behind(echo, 1, 4, settle)
     assert outcomes[0] == ("reply", ["k0"], [0])
     assert all(isinstance(outcomes[i], ConnectionError) for i in (1, 2, 3))
-    assert combiner.call(["after"], [9]) == ("reply", ["after"], [9])  # the lead was put down
+    # the turn was given back
+    assert _off_main(lambda: combiner.call(["after"], [9])) == ("reply", ["after"], [9])
 
 
 def test_a_lone_callers_failure_passes_the_lead_on() -> None:
     echo = Echo()
     combiner = Combiner(echo.one, echo.many)
+    combiner = Combiner(echo.one, echo.many, in_flight=1)
     with pytest.raises(ValueError, match="refused"):
-        combiner.call(["k"], ["fail"])
-    assert combiner.call(["k"], [1]) == ("reply", ["k"], [1])
+        _off_main(lambda: combiner.call(["k"], ["fail"]))
+    assert _off_main(lambda: combiner.call(["k"], [1])) == ("reply", ["k"], [1])
 
 
 def test_a_batch_carries_at_most_max_batch_settles() -> None:
@@ -193,4 +215,38 @@ def test_up_to_in_flight_calls_go_at_once_and_the_rest_queue() -> None:
     assert echo.ones + sum(echo.batches) == 7
     # the four queued went with the three calls' turns: in at most three calls
     assert (echo.ones - 3) + len(echo.batches) <= 3
-    assert combiner.call(["again"], [1]) == ("reply", ["again"], [1])
+    assert _off_main(lambda: combiner.call(["again"], [1])) == ("reply", ["again"], [1])
+
+
+def test_the_main_thread_sends_alone_and_never_queues() -> None:
+    """A KeyboardInterrupt reaches only the main thread; were it queued, the settles behind
+    it would wait for a turn it never takes. It sends its settle alone, even while every
+    turn is taken."""
+    gate = threading.Event()
+    sent: list[str] = []
+
+    def one(keys: list[Any], args: list[Any]) -> Any:
+        sent.append(keys[0])
+        if keys[0] == "busy":
+            gate.wait(10)
+        return ("reply", keys, args)
+
+    def many(items: Sequence[tuple[list[Any], list[Any]]]) -> list[Any]:
+        raise AssertionError("nothing should be queued")
+
+    combiner = Combiner(one, many, in_flight=1)
+    busy = _run_threads(1, lambda i: combiner.call(["busy"], [i]))
+    while not sent:
+        time.sleep(0.001)
+    opener = threading.Timer(3.0, gate.set)  # would free a queued main thread, late
+    opener.start()
+    try:
+        started = time.monotonic()
+        assert combiner.call(["main"], [1]) == ("reply", ["main"], [1])
+        assert time.monotonic() - started < 1.0
+        assert not gate.is_set()  # the busy call was still in flight
+    finally:
+        gate.set()
+        opener.cancel()
+    _join(busy)
+    assert sent == ["busy", "main"]

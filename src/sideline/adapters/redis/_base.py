@@ -120,7 +120,7 @@ class RedisBase:
         self.client: Any = client
         self.keys = Keys(namespace)
         self.prefix = self.keys.prefix
-        self.scripts = Scripts(client)
+        self.scripts = Scripts(client, cluster=self.cluster)
         self.max_dead = max_dead
         self.dead_ttl_s = dead_ttl_s
         self._owns_client = owns_client

@@ -16,9 +16,9 @@ rate by about 8% (Redis shares the cores with the workers, and spends less per j
 with one process it made no difference at IN_FLIGHT = 3, and cost 10-20% at 1 (threads
 waited for a call in flight instead of sending their own).
 
-Only worker threads other than the main thread combine (`SettleOps.settle`): a waiting
-thread must not be interrupted (a signal's KeyboardInterrupt reaches the main thread
-only), or the settles queued behind it would wait for a lead it never takes.
+The main thread never waits in the queue (it sends its settle alone, outside the turns):
+a waiting thread must not be interrupted (a signal's KeyboardInterrupt reaches the main
+thread only), or the settles queued behind it would wait for a lead it never takes.
 
 Each settle in a batch is still its own atomic step with its own answer; an error in one
 (settle.lua's error reply, or a failing command, caught in settle_many) is that settle's
@@ -39,6 +39,8 @@ MAX_BATCH = 64
 """The most settles one call carries (the rest wait for the next call)."""
 IN_FLIGHT = 3
 """How many settle calls of one worker may be on their way to Redis at once."""
+
+_MAIN = threading.main_thread()
 
 Send = Callable[[Sequence[tuple[list[Any], list[Any]]]], list[Any]]
 """Sends settles (each its keys and arguments) in one call; one reply per settle, an
@@ -85,6 +87,8 @@ class Combiner:
 
     def call(self, keys: list[Any], args: list[Any]) -> Any:
         """Settle (`keys`, `args`): sent now, or with the next batch; returns its reply."""
+        if threading.current_thread() is _MAIN:
+            return self._send_one(keys, args)
         with self._lock:
             if self._in_flight < self._limit:
                 self._in_flight += 1

@@ -135,11 +135,11 @@ class Caller:
     On that lean path a thread that fetches jobs keeps one connection (`hold`).
     """
 
-    def __init__(self, client: Any, library: tuple[str, str]) -> None:
+    def __init__(self, client: Any, library: tuple[str, str], *, cluster: bool) -> None:
         self.client = client
-        self.pool = _lean_pool(client)
+        self.pool = None if cluster else _lean_pool(client)
         self.library_name, self.library_code = library
-        self.functions = not _is_cluster(client)
+        self.functions = not cluster
         """False once the server said it has no functions (and always on a cluster)."""
         self._local = threading.local()
 
@@ -156,11 +156,8 @@ class Caller:
         pool = self.pool
         if pool is None:
             return self.client.execute_command(*command)
-        held: _Held | None = getattr(self._local, "held", None)
-        if (held is None or held.pid != os.getpid()) and getattr(self._local, "holds", False):
-            held = self._local.held = _Held(pool)  # a forked child takes its own
-        borrowed = held is None or held.pid != os.getpid()
-        if held is None or borrowed:
+        held = self._held()
+        if held is None:
             connection = pool.get_connection()
         else:
             connection = held.connection
@@ -180,8 +177,19 @@ class Caller:
             connection.disconnect()
             raise
         finally:
-            if borrowed:
+            if held is None:
                 pool.release(connection)
+
+    def _held(self) -> _Held | None:
+        """This thread's own connection, taken on its first call after `hold` (and again
+        in a forked child); None for a thread that borrows one per call."""
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None and held.pid == os.getpid():
+            return held
+        if getattr(self._local, "holds", False):
+            held = self._local.held = _Held(self.pool)
+            return held
+        return None
 
     def combines(self) -> bool:
         """Whether settles of several threads may go in one call (settle_many): the server
@@ -295,10 +303,6 @@ def _unknown_command(exc: ResponseError) -> bool:
     return str(exc).lower().startswith("unknown command")
 
 
-def _is_cluster(client: Any) -> bool:
-    return getattr(client, "connection_pool", None) is None
-
-
 def _packer() -> Callable[[tuple[Any, ...]], bytes] | None:
     """hiredis's command packer (the `fast` extra), else None (redis-py's own packs)."""
     try:
@@ -314,13 +318,12 @@ _pack = _packer()
 
 def _lean_pool(client: Any) -> Any:
     """The pool to run scripts on directly, or None when the client's own path must run."""
-    pool = getattr(client, "connection_pool", None)
-    if pool is None or getattr(client, "connection", None) is not None:
-        return None  # a cluster client, or one bound to a single connection
-    retry = client.get_retry() if hasattr(client, "get_retry") else None
+    if client.connection is not None:
+        return None  # bound to a single connection
+    retry = client.get_retry()
     if retry is not None and retry.get_retries() > 0:
         return None
-    return pool
+    return client.connection_pool
 
 
 def library(head: str, bodies: Mapping[str, str]) -> tuple[str, str]:
@@ -349,10 +352,10 @@ class Scripts:
     come before it, in its EVALSHA source and once at the head of the functions library.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, cluster: bool) -> None:
         head = f"{prelude()}\n-- ==== _lib.lua ====\n{_source('_lib')}"
         bodies = {name: _source(name) for name in SCRIPT_NAMES}
-        self.caller = Caller(client, library(head, bodies))
+        self.caller = Caller(client, library(head, bodies), cluster=cluster)
         self._scripts: dict[str, LuaScript] = {
             name: LuaScript(self.caller, name, f"{head}\n-- ==== {name}.lua ====\n{body}",
                             function_only=name in FUNCTION_ONLY)

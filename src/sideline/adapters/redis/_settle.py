@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
@@ -26,7 +25,6 @@ __all__ = ["SettleOps"]
 _NO_NODE_ERROR = json.dumps([None, None])  # a step's error record when it has none
 _NO_ERROR = json.dumps(["", ""])  # a batch member's error when it has none
 _NO_TRANSITION = Transition()  # frozen: one for every settle that changed no run
-_MAIN = threading.main_thread()
 
 
 class SettleOps(RedisBase):
@@ -65,25 +63,6 @@ class SettleOps(RedisBase):
 
         return Combiner(one, many)
 
-    @cached_property
-    def _fetch_key_cache(self) -> dict[tuple[str, tuple[str, ...]], list[str]]:
-        return {}
-
-    def _fetch_keys(self, worker_id: str, queues: Sequence[str]) -> list[str]:
-        """settle.lua's (queue, in-progress list) key pairs to fetch the next job from,
-        kept per worker and queue order (a worker asks with the same few orders)."""
-        if not queues:
-            return []
-        cache = self._fetch_key_cache
-        if len(cache) > 256:  # weighted queues draw many orders: start over
-            cache.clear()
-        order = (worker_id, tuple(queues))
-        found = cache.get(order)
-        if found is None:
-            found = cache[order] = [key for queue in queues for key in (
-                self.keys.queue(queue), self.keys.in_progress(worker_id, queue))]
-        return found
-
     def settle(self, worker_id: str, delivery: Delivery, settlement: Settlement, now: float,
                fetch_from: Sequence[str] = (), *, begin_next: bool = False) -> Settled:
         """Apply `settlement` atomically, then fetch at most one job (see SettlePort)."""
@@ -98,7 +77,9 @@ class SettleOps(RedisBase):
         minute, day = stat_buckets(now)
         keys = [*self._run_keys(run_id), self.keys.held(worker_id, delivery),
                 self.keys("lock", payload.unique_key) if release and payload.unique_key
-                else self._no_lock, *self._fetch_keys(worker_id, fetch_from)]
+                else self._no_lock]
+        for queue in fetch_from:
+            keys += [self.keys.queue(queue), self.keys.in_progress(worker_id, queue)]
         failed = payload.error_class is not None or payload.error_message is not None
         args: list[str | bytes | int] = [
             self.prefix, raw_bytes(delivery.raw), str(settlement.action), payload.jid,
@@ -118,7 +99,7 @@ class SettleOps(RedisBase):
         if settlement.tracked:  # ARGV[29..32]; an untracked job sends none (settle.lua)
             args += _tracking(settlement)
         with translate("settle"):
-            if self.scripts.caller.combines() and threading.current_thread() is not _MAIN:
+            if self.scripts.caller.combines():
                 result = self._combiner.call(keys, args)
             else:
                 result = self.scripts["settle"](keys=keys, args=args)
