@@ -101,6 +101,22 @@ def test_two_processes_run_a_workflow_end_to_end(redis_ns: RedisBackend, supervi
     app.backend.close()
 
 
+def test_children_take_the_jobs_per_call_they_are_given(redis_ns: RedisBackend,
+                                                        supervise) -> None:
+    supervised = supervise("-p", "2", "-c", "2", "--jobs-per-call", "8", "-i", "sup")
+    supervised.wait_children(2, "two worker processes")
+    settings = {w.info["jobs_per_call"] for w in redis_ns.workers(time.time()) if w.alive}
+    assert settings == {"8"}
+    app = build_app(redis_ns.keys.namespace)
+    app.enqueue_bulk("step", [[f"j{i}", 1, 2] for i in range(300)])
+    wait_until(lambda: len(_events(redis_ns)) == 600, 30, "300 jobs to run", 0.05)
+    supervised.proc.send_signal(signal.SIGTERM)
+    assert supervised.proc.wait(20) == 0, supervised.log()
+    assert redis_ns.stats(["processed"]) == {"processed": 300}
+    assert not list(redis_ns.client.scan_iter(match=f"{redis_ns.prefix}inprogress:*"))
+    app.backend.close()
+
+
 def test_a_killed_child_is_restarted_and_its_job_runs_again(redis_ns: RedisBackend,
                                                            supervise) -> None:
     supervised = supervise("-p", "2", "-c", "1", "-i", "sup")

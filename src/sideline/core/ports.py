@@ -435,6 +435,23 @@ class SettlePort(Protocol):
         """
         ...
 
+    def settle_acks(self, worker_id: str, acks: Sequence[tuple[Delivery, Settlement]],
+                    now: float, fetch_from: Sequence[str] = (), fetch: int = 0, *,
+                    begin_next: bool = False) -> list[Delivery]:
+        """Apply several plain acks (core.settlement.is_plain_ack), in order, each as
+        `settle` would with the first `fetch` of them taking the caller's next job from
+        `fetch_from` (at most one each); return the jobs taken, in order.
+
+        One call to the backend where it can (one settle_many function call on Redis);
+        each ack is still its own atomic step. A worker taking several jobs per call
+        (`jobs_per_call`) writes the plain acks of the jobs it took together this way.
+
+        Raises:
+            ValueError: a settlement is not a plain ack, or `fetch` is not between 0 and
+                `len(acks)`; nothing was applied.
+        """
+        ...
+
     def stats(self, names: Sequence[str]) -> dict[str, int]:
         """The counters `names` ("processed", "failed", "processed:2026-11-29",
         "failed:2026-11-29T23:59", ...), 0 for one that is absent or expired."""

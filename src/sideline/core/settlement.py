@@ -14,6 +14,7 @@ import datetime
 import enum
 import functools
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -33,7 +34,9 @@ __all__ = [
     "Outcome",
     "Settlement",
     "bury",
+    "check_acks",
     "decide",
+    "is_plain_ack",
     "recording",
     "stat_buckets",
 ]
@@ -246,6 +249,33 @@ def _bury(payload: Payload, record: ErrorRecord, reason: str, step: bool, *,
 def _stand_in(outcome: Outcome) -> BaseException:
     return JobTimeout("the job ran past its timeout") if outcome.timed_out else JobStopped(
         "the job was stopped")
+
+
+def is_plain_ack(settlement: Settlement) -> bool:
+    """Whether `settlement` only acks its job and counts it as processed: not a retry or a
+    burial, not a failure, and no workflow step, batch, stored result, uniqueness lock or
+    limit slot is involved. Nothing but the stats and the worker's in-progress list sees
+    such an ack, so a worker may write several in one call (SettlePort.settle_acks), a
+    little after their jobs ended."""
+    payload = settlement.payload
+    return (settlement.action is Action.ACK and settlement.node is None
+            and settlement.failed == 0 and settlement.processed == 1
+            and not settlement.tracked and not settlement.await_batches
+            and not settlement.release_unique and payload.run_id is None
+            and payload.batch_id is None and payload.unique_key is None
+            and payload.limit_key is None)
+
+
+def check_acks(acks: Sequence[tuple[Any, Settlement]], fetch: int) -> None:
+    """Raise ValueError unless every settlement of `acks` is a plain ack and `fetch` is
+    between 0 and their number (settle_acks takes at most one job per ack)."""
+    if not 0 <= fetch <= len(acks):
+        raise ValueError(f"settle_acks fetches 0 to {len(acks)} jobs (one per ack), "
+                         f"got fetch={fetch}")
+    for _, settlement in acks:
+        if not is_plain_ack(settlement):
+            raise ValueError(f"settle_acks writes plain acks only; {settlement.payload.jid} "
+                             f"is settled with {settlement.action.value} and more: use settle")
 
 
 def stat_buckets(now: float) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from sideline.runtime.observers import notify
 from sideline.runtime.orphans import find_orphans, forget_emptied, recover_orphans
 
 if TYPE_CHECKING:
+    from sideline.runtime._taking import Hand
     from sideline.runtime.context import Runtime
 
 __all__ = ["Housekeeping"]
@@ -41,6 +42,7 @@ class Housekeeping:
     instance_id: str
     incarnation: str
     concurrency: int
+    jobs_per_call: int
     weights: dict[str, int]
     started_at: float
     poll_interval_s: float
@@ -56,6 +58,7 @@ class Housekeeping:
     _busy_lock: threading.Lock
     _busy: dict[int, Delivery]
     _prefetched: deque[Delivery]
+    _hands: dict[int, Hand]
     _suspects: Counter[Delivery]
     _suspects_at: float
     _next_reconcile: float
@@ -145,6 +148,8 @@ class Housekeeping:
         with self._busy_lock:
             known = Counter(self._busy.values())
             known.update(self._prefetched)
+            for hand in self._hands.values():
+                known.update(hand.held())
         suspects = held - known
         if self._suspects and now - self._suspects_at < self.reconcile_interval_s:
             return 0  # too soon to confirm the earlier suspects
@@ -190,6 +195,7 @@ class Housekeeping:
         info = {"instance": self.instance_id, "incarnation": self.incarnation,
                 "host": socket.gethostname(), "pid": str(os.getpid()),
                 "concurrency": str(self.concurrency), "busy": str(self.busy),
+                "jobs_per_call": str(self.jobs_per_call),
                 "queues": ",".join(self.weights), "started_at": repr(self.started_at),
                 "work": json.dumps(self.work(), separators=(",", ":"))}
         self.runtime.backend.heartbeat(self.worker_id, info, self.heartbeat_ttl_s,

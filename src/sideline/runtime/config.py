@@ -22,6 +22,7 @@ ENVIRONMENT: dict[str, str] = {
     "app": "SIDELINE_APP",
     "concurrency": "SIDELINE_CONCURRENCY",
     "prefetch": "SIDELINE_PREFETCH",
+    "jobs_per_call": "SIDELINE_JOBS_PER_CALL",
     "queues": "SIDELINE_QUEUES",
     "shutdown_timeout_s": "SIDELINE_TIMEOUT",
     "instance_id": "SIDELINE_INSTANCE_ID",
@@ -68,6 +69,8 @@ class WorkerSettings:
     app: str | None = None
     concurrency: int = 10
     prefetch: int = 0
+    jobs_per_call: int = 1
+    """Jobs a job thread takes per backend call, writing their plain acks together."""
     queues: list[str] | dict[str, int] = attrs.field(factory=lambda: ["default"])
     shutdown_timeout_s: float = 25.0
     instance_id: str | None = None
@@ -98,8 +101,8 @@ class WorkerSettings:
                 values[name] = env[variable]
         if isinstance(values.get("queues"), str):
             values["queues"] = parse_queues(str(values["queues"]))
-        for name in ("concurrency", "prefetch", "processes", "max_jobs_per_child",
-                     "async_concurrency"):
+        for name in ("concurrency", "prefetch", "jobs_per_call", "processes",
+                     "max_jobs_per_child", "async_concurrency"):
             if name in values:
                 try:
                     values[name] = int(str(values[name]))

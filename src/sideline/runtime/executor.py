@@ -36,7 +36,15 @@ from sideline.core.payload import Payload, check_json_native, decode
 from sideline.core.ports import Delivery, begun
 from sideline.core.results import JobState, info_fields
 from sideline.core.run import Begin
-from sideline.core.settlement import Action, Outcome, Settlement, bury, decide, recording
+from sideline.core.settlement import (
+    Action,
+    Outcome,
+    Settlement,
+    bury,
+    decide,
+    is_plain_ack,
+    recording,
+)
 from sideline.runtime import typed
 from sideline.runtime._env import new_id
 from sideline.runtime.aio import AsyncRunner, run_blocking
@@ -48,11 +56,14 @@ if TYPE_CHECKING:
     from sideline.runtime.context import Runtime
     from sideline.runtime.isolation import ProcessPool
 
-__all__ = ["ErrorSink", "Lanes", "Persist", "process"]
+__all__ = ["Defer", "ErrorSink", "Lanes", "Persist", "process"]
 
 log = logging.getLogger("sideline.worker")
 
 ErrorSink = Callable[[Payload, BaseException], None]
+Defer = Callable[[Delivery, Settlement], None]
+"""Takes a plain ack (core.settlement.is_plain_ack) to write later, with others; whoever
+writes it calls the observers' after_settle then."""
 """Told about every error a job raised (drain() uses it to re-raise in the test thread)."""
 
 T = TypeVar("T")
@@ -98,7 +109,7 @@ _NO_LANES = Lanes()
 
 def process(runtime: Runtime, worker_id: str, delivery: Delivery, *, on_error: ErrorSink | None = None,
             persist: Persist = _once, fetch_from: Sequence[str] = (),
-            lanes: Lanes = _NO_LANES) -> Delivery | None:
+            lanes: Lanes = _NO_LANES, defer: Defer | None = None) -> Delivery | None:
     """Perform the job in `delivery` and settle it; never raises for a job's own failure.
 
     Every backend call goes through `persist`. Each is safe to repeat (completing a
@@ -114,6 +125,8 @@ def process(runtime: Runtime, worker_id: str, delivery: Delivery, *, on_error: E
 
     Args:
         fetch_from: queues to take the caller's next job from in the settling call.
+        defer: where a plain ack goes instead of being written now (a worker taking
+            several jobs per call); the job then hands back no next job.
 
     Returns:
         The next job for the caller (already in its in-progress list), if one was asked
@@ -123,7 +136,7 @@ def process(runtime: Runtime, worker_id: str, delivery: Delivery, *, on_error: E
         BackendError: the backend failed and `persist` gave up (the worker is stopping);
             the job stays in the worker's in-progress list.
     """
-    settler = _Settler(runtime, worker_id, delivery, persist, fetch_from)
+    settler = _Settler(runtime, worker_id, delivery, persist, fetch_from, defer=defer)
     try:
         payload = decode(delivery.raw)
     except Exception as exc:  # decode raises PayloadError; be sure anyway
@@ -189,6 +202,7 @@ def _hand_over(job: _Job, lanes: Lanes, on_error: ErrorSink | None) -> None:
     aio = lanes.aio
     assert aio is not None
     job.settler.fetch_from = ()  # its settle runs on a settle thread: no next job for it
+    job.settler.defer = None  # and is written there
     release = lanes.adopt(job.settler.delivery) if lanes.adopt is not None else _nothing
 
     async def run() -> None:
@@ -399,7 +413,8 @@ class _Job:
         _log(settlement, self.elapsed_ms)
         if settlement.exhausted and outcome.error is not None:
             notify(runtime.observers, "retries_exhausted", settlement.payload, outcome.error)
-        notify(runtime.observers, "after_settle", payload, settlement)
+        if not settler.deferred:  # else notified once written
+            notify(runtime.observers, "after_settle", payload, settlement)
         if self.interrupted is not None:
             raise self.interrupted
         return following
@@ -434,13 +449,16 @@ class _Settler:
     """Settles one delivery: every backend call goes through `persist`."""
 
     def __init__(self, runtime: Runtime, worker_id: str, delivery: Delivery, persist: Persist,
-                 fetch_from: Sequence[str]) -> None:
+                 fetch_from: Sequence[str], *, defer: Defer | None = None) -> None:
         self.runtime = runtime
         self.backend = runtime.backend
         self.worker_id = worker_id
         self.delivery = delivery
         self.persist = persist
         self.fetch_from = fetch_from
+        self.defer = defer
+        self.deferred = False
+        """The settlement was a plain ack handed to `defer`, not written yet."""
         self.options: JobOptions | None = None
         """The job's options once known (a burial of a store_result job stores its error)."""
 
@@ -454,7 +472,11 @@ class _Settler:
 
     def apply(self, settlement: Settlement) -> Delivery | None:
         """Write the settlement in one atomic call; return the caller's next job, its
-        workflow step already begun."""
+        workflow step already begun. A plain ack goes to `defer` instead, if given."""
+        if self.defer is not None and is_plain_ack(settlement):
+            self.defer(self.delivery, settlement)
+            self.deferred = True
+            return None
         now = self.runtime.clock.now()
         settled = self.persist(lambda: self.backend.settle(
             self.worker_id, self.delivery, settlement, now, self.fetch_from,

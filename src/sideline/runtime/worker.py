@@ -25,6 +25,7 @@ from sideline.core.payload import decode
 from sideline.core.ports import Delivery
 from sideline.runtime._env import new_id
 from sideline.runtime._housekeeping import Housekeeping
+from sideline.runtime._taking import Hand, Taking
 from sideline.runtime.aio import DEFAULT_ASYNC_CONCURRENCY, AsyncRunner
 from sideline.runtime.context import Runtime
 from sideline.runtime.control import RunningJobs
@@ -43,7 +44,7 @@ log = logging.getLogger("sideline.worker")
 T = TypeVar("T")
 
 
-class Worker(Housekeeping):
+class Worker(Housekeeping, Taking):
     """Runs jobs of an App on `concurrency` threads until stopped.
 
     Args:
@@ -64,6 +65,13 @@ class Worker(Housekeeping):
             holds at most `concurrency + prefetch` jobs. A prefetched job is started with
             one more backend call, goes back to its queue on stop, and does not count
             toward the poison-pill limit if recovered after a crash.
+        jobs_per_call: how many waiting jobs a job thread takes in one backend call
+            (default 1). Above 1, the thread runs what it took one after the other and
+            writes the plain acks of those jobs together, in the call that takes its
+            next ones (runtime/_taking.py): about one round trip per `jobs_per_call`
+            short jobs, at the price of jobs waiting behind the others their thread took
+            and, after a crash, re-running finished jobs whose acks were not written yet.
+            Not with `prefetch`.
         heartbeat_interval_s, heartbeat_ttl_s: how often this worker says it is alive, and
             how long after its last heartbeat it counts as dead.
         recovery_interval_s: how often this worker looks for dead workers and moves
@@ -88,13 +96,8 @@ class Worker(Housekeeping):
                  recovery_interval_s: float = 5.0, prefetch: int = 0,
                  reconcile_interval_s: float = 15.0, max_jobs: int = 0,
                  async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY,
-                 stop_check_interval_s: float = 0.5) -> None:
-        if concurrency < 1:
-            raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
-        if prefetch < 0:
-            raise ConfigurationError(f"prefetch must be >= 0, got {prefetch}")
-        if async_concurrency < 1:
-            raise ConfigurationError(f"async_concurrency must be >= 1, got {async_concurrency}")
+                 stop_check_interval_s: float = 0.5, jobs_per_call: int = 1) -> None:
+        _check_sizes(concurrency, prefetch, jobs_per_call, async_concurrency)
         self.runtime: Runtime = app if isinstance(app, Runtime) else app.runtime
         self.app: App = self.runtime.app
         """The user's App (for callers; the worker itself uses only `runtime`)."""
@@ -126,6 +129,8 @@ class Worker(Housekeeping):
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self.recovery_interval_s = recovery_interval_s
         self.prefetch = prefetch
+        self.jobs_per_call = jobs_per_call
+        self._hands: dict[int, Hand] = {}  # per thread taking several jobs per call
         self.reconcile_interval_s = reconcile_interval_s
         self._busy: dict[int, Delivery] = {}
         self._since: dict[int, float] = {}  # when each thread's job started
@@ -162,8 +167,9 @@ class Worker(Housekeeping):
             raise ConfigurationError("worker already started")
         if self._stop.is_set():
             raise ConfigurationError("a stopped worker cannot start again; create a new Worker")
+        loop = self._work if self.jobs_per_call == 1 else self._work_taking
         for index in range(self.concurrency):
-            thread = threading.Thread(target=self._work, name=f"sideline-{index}", daemon=True)
+            thread = threading.Thread(target=loop, name=f"sideline-{index}", daemon=True)
             self._threads.append(thread)
         self._threads.append(threading.Thread(target=self._poll, name="sideline-poller",
                                               daemon=True))
@@ -267,6 +273,8 @@ class Worker(Housekeeping):
             self._busy.clear()
             unstarted = list(self._prefetched)
             self._prefetched.clear()
+            hands = list(self._hands.values())
+        unstarted += self._settle_left(hands)
         backend = self.runtime.backend
         try:
             for delivery in unfinished:
@@ -317,9 +325,11 @@ class Worker(Housekeeping):
         return sum(thread.is_alive() for thread in self._threads)
 
     def holding(self) -> int:
-        """How many jobs this worker holds: running plus prefetched."""
+        """How many jobs this worker holds: running, prefetched, and taken by threads that
+        take several per call (not started yet, or finished with their acks not written)."""
         with self._busy_lock:
-            return len(self._busy) + len(self._prefetched)
+            return len(self._busy) + len(self._prefetched) + sum(
+                len(hand.taken) + len(hand.acks) for hand in self._hands.values())
 
     # -- loops -----------------------------------------------------------------------------
 
@@ -444,6 +454,23 @@ class Worker(Housekeeping):
                 log.warning("backend unavailable (%s); retrying in %.2f s", exc, delay_s)
                 self._stop.wait(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
+
+
+def _check_sizes(concurrency: int, prefetch: int, jobs_per_call: int,
+                 async_concurrency: int) -> None:
+    """Raise ConfigurationError for a worker size out of range."""
+    if concurrency < 1:
+        raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
+    if prefetch < 0:
+        raise ConfigurationError(f"prefetch must be >= 0, got {prefetch}")
+    if jobs_per_call < 1:
+        raise ConfigurationError(f"jobs_per_call must be >= 1, got {jobs_per_call}")
+    if jobs_per_call > 1 and prefetch:
+        raise ConfigurationError(
+            "jobs_per_call and prefetch do not go together: a thread taking several "
+            "jobs per call holds its own; set one of them")
+    if async_concurrency < 1:
+        raise ConfigurationError(f"async_concurrency must be >= 1, got {async_concurrency}")
 
 
 def _weighted_pick(weights: Mapping[str, int], draw: float) -> str:

@@ -48,7 +48,7 @@ from sideline.core.run import (
     plan_complete,
     plan_revive,
 )
-from sideline.core.settlement import Action, NodeEvent, Settlement, stat_buckets
+from sideline.core.settlement import Action, NodeEvent, Settlement, check_acks, stat_buckets
 from sideline.environment import env_number
 
 __all__ = ["MemoryBackend"]
@@ -529,6 +529,16 @@ class MemoryBackend(RunOps, BatchOps, RunMemory, ResultOps, AdminOps, PeriodicOp
             following = self._take(worker_id, fetch_from, now,
                                    begin=begin_next) if fetch_from else None
             return Settled(transition, following)
+
+    def settle_acks(self, worker_id: str, acks: Sequence[tuple[Delivery, Settlement]],
+                    now: float, fetch_from: Sequence[str] = (), fetch: int = 0, *,
+                    begin_next: bool = False) -> list[Delivery]:
+        """Apply plain acks one after the other, as `settle` (see SettlePort)."""
+        check_acks(acks, fetch)
+        settled = [self.settle(worker_id, delivery, settlement, now,
+                               fetch_from if index < fetch else (), begin_next=begin_next)
+                   for index, (delivery, settlement) in enumerate(acks)]
+        return [each.next for each in settled if each.next is not None]
 
     def _count_stats(self, settlement: Settlement, now: float) -> None:
         if now >= self._stats_next_expiry:  # as Redis expires a bucket (the caller's clock)
