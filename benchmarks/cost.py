@@ -13,6 +13,7 @@ process, so its CPU is this process's CPU; the window excludes start-up and the 
 
     python benchmarks/cost.py                      # threads 1 and 8, 3 s windows
     python benchmarks/cost.py --threads 1,2,4,8 --window-s 5 --json
+    python benchmarks/cost.py --threads 2 --jobs-per-call 1,8   # one job per call, or 8
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ def _stats(client: redis.Redis) -> tuple[float, dict[str, int]]:
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls
 
 
-def measure(threads: int, window_s: float, warmup_s: float, url: str) -> dict[str, Any]:
-    """Drain no-op jobs with `threads` threads; the costs per job over the window."""
+def measure(threads: int, window_s: float, warmup_s: float, url: str,
+            per_call: int = 1) -> dict[str, Any]:
+    """Drain no-op jobs with `threads` threads taking `per_call` jobs per call; the costs
+    per job over the window."""
     namespace = f"cost-{uuid.uuid4().hex[:12]}"
     backend = RedisBackend.from_url(url, namespace=namespace)
     app = App(backend)
@@ -58,10 +61,10 @@ def measure(threads: int, window_s: float, warmup_s: float, url: str) -> dict[st
         """Does nothing."""
 
     client = redis.Redis.from_url(url)
-    worker = Worker(app, concurrency=threads, queues=["default"])
+    worker = Worker(app, concurrency=threads, queues=["default"], jobs_per_call=per_call)
     try:
         # enough for the whole window at a generous rate, pushed before the worker starts
-        total = int(12_000 * (window_s + warmup_s)) + 1_000
+        total = int(12_000 * min(per_call, 3) * (window_s + warmup_s)) + 1_000
         for start in range(0, total, 10_000):
             noop.enqueue_bulk([[] for _ in range(min(10_000, total - start))])
         worker.start()
@@ -83,6 +86,7 @@ def measure(threads: int, window_s: float, warmup_s: float, url: str) -> dict[st
     sent = sum(delta.get(name, 0) for name in SCRIPTED) + delta.get("blpop", 0)
     return {
         "threads": threads,
+        "jobs_per_call": per_call,
         "jobs_per_s": round(jobs / elapsed),
         "worker_user_us": round((times1.user - times0.user) / jobs * 1e6),
         "worker_sys_us": round((times1.system - times0.system) / jobs * 1e6),
@@ -95,6 +99,8 @@ def measure(threads: int, window_s: float, warmup_s: float, url: str) -> dict[st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,8", help="comma-separated thread counts")
+    parser.add_argument("--jobs-per-call", default="1",
+                        help="comma-separated values of the worker's jobs_per_call")
     parser.add_argument("--window-s", type=float, default=3.0)
     parser.add_argument("--warmup-s", type=float, default=0.5)
     parser.add_argument("--url", default=None, help="Redis URL (default SIDELINE_REDIS_URL)")
@@ -102,16 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     url = args.url or redis_url()
     if not args.json:
-        print(f"{'threads':>7} {'jobs/s':>8} {'user us':>8} {'sys us':>7} {'redis us':>9} "
-              f"{'calls':>6} {'commands':>9}   (per job; {os.cpu_count()} cpus)")
-    for threads in (int(part) for part in args.threads.split(",")):
-        row = measure(threads, args.window_s, args.warmup_s, url)
-        if args.json:
-            print(json.dumps(row), flush=True)
-        else:
-            print(f"{row['threads']:>7} {row['jobs_per_s']:>8,} {row['worker_user_us']:>8} "
-                  f"{row['worker_sys_us']:>7} {row['redis_us']:>9} {row['redis_calls']:>6} "
-                  f"{row['redis_commands']:>9}", flush=True)
+        print(f"{'threads':>7} {'per call':>8} {'jobs/s':>8} {'user us':>8} {'sys us':>7} "
+              f"{'redis us':>9} {'calls':>6} {'commands':>9}   (per job; {os.cpu_count()} cpus)")
+    for per_call in (int(part) for part in args.jobs_per_call.split(",")):
+        for threads in (int(part) for part in args.threads.split(",")):
+            row = measure(threads, args.window_s, args.warmup_s, url, per_call)
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                print(f"{row['threads']:>7} {per_call:>8} {row['jobs_per_s']:>8,} "
+                      f"{row['worker_user_us']:>8} {row['worker_sys_us']:>7} "
+                      f"{row['redis_us']:>9} {row['redis_calls']:>6} "
+                      f"{row['redis_commands']:>9}", flush=True)
     return 0
 
 

@@ -92,13 +92,14 @@ def test_the_peer_comparison_runs_its_sideline_side() -> None:
     require_redis()
     command = [sys.executable, str(ROOT / "benchmarks" / "peers" / "compare.py"),
                "--systems", "sideline", "--jobs", "300", "--processes", "1,2",
-               "--latency-samples", "5", "--json"]
+               "--jobs-per-call", "1,8", "--latency-samples", "5", "--json"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
                             cwd=ROOT, check=False)
     assert result.returncode == 0, f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     drains = [line for line in lines if line["kind"] == "drain"]
-    assert sorted(d["processes"] for d in drains) == [1, 2]
+    assert sorted((d["processes"], d["per_call"]) for d in drains) == [
+        (1, 1), (1, 8), (2, 1), (2, 8)]
     assert all(d["system"] == "sideline" and d["rate"] > 0 for d in drains)
     latency = next(line for line in lines if line["kind"] == "latency")
     assert latency["samples"] == 5
@@ -175,15 +176,19 @@ def test_the_limits_benchmark_runs() -> None:
 def test_the_cost_benchmark_runs() -> None:
     require_redis()
     command = [sys.executable, str(ROOT / "benchmarks" / "cost.py"), "--threads", "1,2",
-               "--window-s", "0.5", "--warmup-s", "0.2", "--json"]
+               "--jobs-per-call", "1,8", "--window-s", "0.5", "--warmup-s", "0.2", "--json"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
                             cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "error"}, check=False)
     assert result.returncode == 0, f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    assert [row["threads"] for row in rows] == [1, 2]
+    assert [(row["threads"], row["jobs_per_call"]) for row in rows] == [
+        (1, 1), (2, 1), (1, 8), (2, 8)]
     for row in rows:
         assert row["jobs_per_s"] > 0
         assert row["worker_user_us"] > 0
         assert row["redis_us"] > 0
-        assert 0.5 <= row["redis_calls"] <= 3  # about one call per job (settle hands on)
         assert row["redis_commands"] >= row["redis_calls"]
+        if row["jobs_per_call"] == 1:
+            assert 0.5 <= row["redis_calls"] <= 3  # about one call per job (settle hands on)
+        else:
+            assert row["redis_calls"] <= 0.5  # eight jobs' acks and next jobs per call

@@ -189,3 +189,27 @@ def test_the_setting_comes_from_the_environment() -> None:
     assert settings.jobs_per_call == 8
     assert WorkerSettings.resolve({"jobs_per_call": 2}, {"SIDELINE_JOBS_PER_CALL": "8"}
                                   ).jobs_per_call == 2
+
+
+def test_an_idle_thread_runs_what_a_busy_one_took(app: App) -> None:
+    release = threading.Event()
+    done: list[int] = []
+
+    @app.job(name="first_blocks", retry=False)
+    def first_blocks(number: int) -> None:
+        if number == 0:
+            release.wait(10)
+        done.append(number)
+
+    first_blocks.enqueue_bulk([[i] for i in range(4)])
+    worker = app.worker(concurrency=2, jobs_per_call=4, fetch_timeout_s=0.1).start()
+    try:
+        wait_until(lambda: sorted(done) == [1, 2, 3], 10)  # while job 0 still blocks
+        assert 0 not in done
+        release.set()
+        wait_until(lambda: len(done) == 4, 10)
+    finally:
+        release.set()
+        worker.stop(5)
+    assert app.backend.stats(["processed"]) == {"processed": 4}
+    assert app.backend.in_progress(worker.worker_id) == []

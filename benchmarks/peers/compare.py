@@ -1,14 +1,16 @@
 """sideline side by side with dramatiq 2.2 on the same Redis: drain rate and pickup latency.
 
     python benchmarks/peers/compare.py [--systems sideline,dramatiq] [--jobs 10000,100000]
-        [--processes 1,2] [--threads 8] [--latency-samples 300] [--measure drain,latency]
-        [--timeout 300] [--json]
+        [--processes 1,2] [--threads 8] [--jobs-per-call 1,8] [--latency-samples 300]
+        [--measure drain,latency] [--timeout 300] [--json]
 
 drain: N no-op jobs are pushed onto a fresh namespace, then the system's own worker CLI
 starts (`sideline worker ...` or `dramatiq ...`) and the driver polls, about every
 millisecond, how many jobs are done. The window opens at the first poll that sees a job
 done and closes at the first poll that sees all N done; rate = jobs done inside the
-window / window length. Worker start-up is outside the window.
+window / window length. Worker start-up is outside the window. sideline drains once per
+`--jobs-per-call` value (its worker's `--jobs-per-call`: waiting jobs a thread takes per
+call, default 1); dramatiq's own prefetch is left at its default.
 
 latency: one idle worker process with T threads; the driver enqueues `stamp(time.time())`
 and the job, when it starts, pushes `time.time() - sent_at` onto a Redis list that the
@@ -93,13 +95,15 @@ class SidelineTarget:
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
+        self.per_call = 1
+        """The worker's --jobs-per-call."""
         self.app = sideline_app.build_app(namespace)
         self.client = redis.Redis.from_url(redis_url(), decode_responses=True)
         self.processed_key = "{%s}:stat:processed" % namespace  # noqa: UP031 (a hash tag)
 
     def command(self, processes: int, threads: int) -> list[str]:
         return [_cli("sideline"), "worker", "--app", "benchmarks.peers.sideline_app:app",
-                "-p", str(processes), "-c", str(threads)]
+                "-p", str(processes), "-c", str(threads), "--jobs-per-call", str(self.per_call)]
 
     def push_noops(self, count: int) -> None:
         for start in range(0, count, PUSH_BATCH):
@@ -266,6 +270,8 @@ class Drain:
     stop_remark: str
     runs: tuple[float, ...] = ()
     """With --repeat: the rate of every run (`rate` is then their median)."""
+    per_call: int = 1
+    """sideline's --jobs-per-call (1 for dramatiq)."""
 
 
 @dataclass(frozen=True)
@@ -300,13 +306,16 @@ def _poll_drain(target: Target, total: int, worker: WorkerProcess, timeout_s: fl
 
 
 def measure_drain(system: str, jobs: int, processes: int, threads: int,
-                  timeout_s: float, *, poll_s: float = POLL_S) -> Drain:
+                  timeout_s: float, *, poll_s: float = POLL_S, per_call: int = 1) -> Drain:
     namespace = fresh_namespace()
     target = TARGETS[system](namespace)
+    if isinstance(target, SidelineTarget):
+        target.per_call = per_call
     try:
         progress(f"{system}: pushing {jobs} noop jobs on {namespace}")
         target.push_noops(jobs)
-        progress(f"{system}: draining with {processes} process(es) x {threads} threads")
+        progress(f"{system}: draining with {processes} process(es) x {threads} threads"
+                 + (f", {per_call} jobs per call" if system == "sideline" else ""))
         worker = WorkerProcess(target.command(processes, threads), namespace)
         try:
             t0, t1, d0 = _poll_drain(target, jobs, worker, timeout_s, poll_s)
@@ -318,7 +327,8 @@ def measure_drain(system: str, jobs: int, processes: int, threads: int,
     if t1 <= t0:
         raise BenchError(f"{system}: all {jobs} jobs were done at the first poll; push more jobs")
     return Drain(system, processes, threads, jobs, (jobs - d0) / (t1 - t0), t1 - t0, jobs - d0,
-                 t0 - worker.started, stop_s, remark)
+                 t0 - worker.started, stop_s, remark,
+                 per_call=per_call if system == "sideline" else 1)
 
 
 def _wait_stamp(target: Target, key: str, worker: WorkerProcess, timeout_s: float) -> float:
@@ -365,17 +375,19 @@ def measure_latency(system: str, threads: int, samples: int, timeout_s: float) -
 
 
 def _rate(drains: Sequence[Drain], system: str, processes: int, threads: int,
-          jobs: int) -> float | None:
+          jobs: int, *, per_call: int = 1) -> float | None:
     for drain in drains:
-        if (drain.system, drain.processes, drain.threads, drain.jobs) == (
-                system, processes, threads, jobs):
+        if (drain.system, drain.processes, drain.threads, drain.jobs, drain.per_call) == (
+                system, processes, threads, jobs, per_call):
             return drain.rate
     return None
 
 
 def _ratio(drains: Sequence[Drain], drain: Drain) -> float | None:
-    """sideline / dramatiq in `drain`'s configuration, if both were measured."""
-    mine = _rate(drains, "sideline", drain.processes, drain.threads, drain.jobs)
+    """sideline (at `drain`'s jobs per call) / dramatiq in `drain`'s configuration, if both
+    were measured."""
+    mine = _rate(drains, "sideline", drain.processes, drain.threads, drain.jobs,
+                 per_call=drain.per_call)
     theirs = _rate(drains, "dramatiq", drain.processes, drain.threads, drain.jobs)
     return None if mine is None or theirs is None else mine / theirs
 
@@ -390,19 +402,21 @@ def targets(drains: Sequence[Drain], latencies: Sequence[Latency],
         ratio = _ratio(drains, drain)
         if drain.processes == 1 and drain.threads == 8 and ratio is not None:
             found.append({"target": "1 process x 8 threads: sideline >= 3x dramatiq",
-                          "jobs": drain.jobs, "figure": round(ratio, 2), "met": ratio >= 3})
+                          "jobs": drain.jobs, "per_call": drain.per_call,
+                          "figure": round(ratio, 2), "met": ratio >= 3})
         if drain.processes == 2:
             found.append({"target": "2 processes: sideline >= 12,000 jobs/s",
                           "threads": drain.threads, "jobs": drain.jobs,
+                          "per_call": drain.per_call,
                           "figure": round(drain.rate), "met": drain.rate >= 12_000})
-    for processes in sorted({d.processes for d in drains}):
-        small = _rate(drains, "sideline", processes, threads, 10_000)
-        large = _rate(drains, "sideline", processes, threads, 100_000)
+    for processes, per_call in sorted({(d.processes, d.per_call) for d in drains}):
+        small = _rate(drains, "sideline", processes, threads, 10_000, per_call=per_call)
+        large = _rate(drains, "sideline", processes, threads, 100_000, per_call=per_call)
         if small is not None and large is not None:
             change = small / large - 1
             found.append({"target": "sideline rates at 10k and 100k jobs within 10%",
-                          "processes": processes, "figure": f"{change:+.1%}",
-                          "met": abs(change) <= 0.10})
+                          "processes": processes, "per_call": per_call,
+                          "figure": f"{change:+.1%}", "met": abs(change) <= 0.10})
     found.extend({"target": "sideline latency median <= 2 ms", "figure": round(lat.median_ms, 2),
                   "met": lat.median_ms <= 2} for lat in latencies if lat.system == "sideline")
     return found
@@ -411,13 +425,14 @@ def targets(drains: Sequence[Drain], latencies: Sequence[Latency],
 def print_table(drains: Sequence[Drain], latencies: Sequence[Latency],
                 threads: int) -> None:
     if drains:
-        print(f"{'system':<9} {'procs':>5} {'threads':>7} {'jobs':>8} {'jobs/s':>9} "
-              f"{'sl/dq':>6} {'start s':>8} {'stop s':>7}")
+        print(f"{'system':<9} {'procs':>5} {'threads':>7} {'per call':>8} {'jobs':>8} "
+              f"{'jobs/s':>9} {'sl/dq':>6} {'start s':>8} {'stop s':>7}")
         for d in drains:
             ratio = _ratio(drains, d)
             shown = f"{ratio:.2f}x" if ratio is not None and d.system == "sideline" else ""
-            print(f"{d.system:<9} {d.processes:>5} {d.threads:>7} {d.jobs:>8} {d.rate:>9,.0f} "
-                  f"{shown:>6} {d.start_s:>8.2f} {d.stop_s:>7.2f}"
+            per_call = str(d.per_call) if d.system == "sideline" else "-"
+            print(f"{d.system:<9} {d.processes:>5} {d.threads:>7} {per_call:>8} {d.jobs:>8} "
+                  f"{d.rate:>9,.0f} {shown:>6} {d.start_s:>8.2f} {d.stop_s:>7.2f}"
                   + (f"  ({d.stop_remark})" if d.stop_remark else ""))
     if latencies:
         print()
@@ -431,9 +446,9 @@ def print_table(drains: Sequence[Drain], latencies: Sequence[Latency],
         print()
         print("targets (from the issue; reported, not asserted):")
         for item in found:
-            where = ", ".join(f"{k}={item[k]}" for k in ("processes", "threads", "jobs")
-                              if k in item)
-            print(f"  {item['target']:<48} {where:<24} measured {item['figure']}  "
+            where = ", ".join(f"{k}={item[k]}" for k in ("processes", "threads", "jobs",
+                                                          "per_call") if k in item)
+            print(f"  {item['target']:<48} {where:<36} measured {item['figure']}  "
                   f"{'met' if item['met'] else 'NOT met'}")
 
 
@@ -472,6 +487,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--processes", type=_ints, default=[1, 2],
                         help="worker processes for the drain (default 1,2)")
     parser.add_argument("--threads", type=int, default=8, help="threads per process (default 8)")
+    parser.add_argument("--jobs-per-call", dest="per_call", type=_ints, default=[1],
+                        help="sideline's --jobs-per-call values to drain with (default 1)")
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--measure", type=_names(("drain", "latency")),
                         default=["drain", "latency"], help="drain,latency (default both)")
@@ -499,14 +516,17 @@ def run_drains(args: argparse.Namespace) -> list[Drain]:
     drains: list[Drain] = []
     for jobs in args.jobs:
         for processes in args.processes:
-            runs: dict[str, list[Drain]] = {system: [] for system in args.systems}
+            # a configuration: (system, its jobs per call); dramatiq's once
+            configs = [(system, per_call) for system in args.systems
+                       for per_call in (args.per_call if system == "sideline" else [1])]
+            runs: dict[tuple[str, int], list[Drain]] = {config: [] for config in configs}
             for _ in range(args.repeat):
-                for system in args.systems:
+                for system, per_call in configs:
                     run = measure_drain(system, jobs, processes, args.threads, args.timeout,
-                                        poll_s=args.poll_ms / 1000)
+                                        poll_s=args.poll_ms / 1000, per_call=per_call)
                     progress(f"{system}: {run.rate:,.0f} jobs/s")
-                    runs[system].append(run)
-            drains.extend(summarize(runs[system]) for system in args.systems)
+                    runs[system, per_call].append(run)
+            drains.extend(summarize(runs[config]) for config in configs)
     return drains
 
 

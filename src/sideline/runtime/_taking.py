@@ -11,10 +11,12 @@ A mixin of `Worker`, beside the one-job loop (`Worker._work`). Such a thread:
 - when it has started everything it took, writes the kept acks in one call
   (`settle_acks`) that also takes the next jobs, one per ack, up to N.
 
-So a stream of short jobs costs one round trip per N jobs instead of one per job. What
-it costs: a job waits behind the others its thread took (use it for short jobs, as
-with any prefetch), and a crash of the worker re-runs the jobs whose acks were kept
-(at most N per thread; they are still in its in-progress list, so nothing is lost).
+So a stream of short jobs costs one round trip per N jobs instead of one per job. A
+thread that finds no waiting job runs one that another thread took and has not started
+(`_steal`: they are all in the worker's in-progress list) before it blocks for new
+ones, so a long job does not keep the jobs taken with it waiting while threads idle.
+What it costs: a crash of the worker re-runs the jobs whose acks were kept (at most N
+per thread; they are still in its in-progress list, so nothing is lost).
 On quiet or stop a thread writes its kept acks and hands back what it has not started.
 """
 
@@ -159,6 +161,8 @@ class Taking:
         begin_at = self.runtime.clock.now  # a workflow step is begun by its fetch
         try:
             found = backend.fetch_many(self.worker_id, order, self.jobs_per_call, 0, begin_at)
+            if not found and (stolen := self._steal(ident)) is not None:
+                return stolen
             if not found:
                 with self._busy_lock:
                     self._waiting += 1
@@ -180,6 +184,18 @@ class Taking:
             self._since[ident] = self.runtime.clock.now()
             hand.taken.extend(found[1:])
         return found[0]
+
+    def _steal(self, ident: int) -> Delivery | None:
+        """A job another thread of this worker took and has not started (the newest of
+        the fullest hand), now marked running here; None when no thread waits on one."""
+        with self._busy_lock:
+            fullest = max(self._hands.values(), key=lambda hand: len(hand.taken), default=None)
+            if fullest is None or not fullest.taken:
+                return None
+            delivery = fullest.taken.pop()
+            self._busy[ident] = delivery
+            self._since[ident] = self.runtime.clock.now()
+        return delivery
 
     def _write_acks(self, hand: Hand, *, take: bool) -> None:
         """Write the hand's kept acks in one call; with `take`, the same call takes the

@@ -249,7 +249,9 @@ def _summary(run_id: str, run: dict[str, str]) -> RunSummary:
 
 
 def _graph_field(node: Node, payload: str) -> str:
-    queue = decode(payload).queue  # where the step's job is pushed when released
+    # where the step's job is pushed when released: its payload's queue, which a run
+    # started by Workflow.run has copied into the node already
+    queue = node.queue if node.queue is not None else decode(payload).queue
     successors = ",".join(str(s) for s in node.successors)
     return f"{queue}|{node.delay_ms}|{int(node.allow_failure)}|{successors}"
 
