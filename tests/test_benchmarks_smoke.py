@@ -109,7 +109,8 @@ def test_the_peer_comparison_runs_its_sideline_side() -> None:
 @pytest.mark.redis
 def test_the_batch_benchmark_runs() -> None:
     require_redis()
-    command = [sys.executable, str(ROOT / "benchmarks" / "batches.py"), "--jobs", "300",
+    # enough jobs that the drain outlasts the benchmark's first poll on a fast machine
+    command = [sys.executable, str(ROOT / "benchmarks" / "batches.py"), "--jobs", "2000",
                "--repeat", "1", "--json"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
                             cwd=ROOT, check=False)
@@ -157,14 +158,15 @@ def test_the_results_benchmark_runs() -> None:
 @pytest.mark.redis
 def test_the_limits_benchmark_runs() -> None:
     require_redis()
-    command = [sys.executable, str(ROOT / "benchmarks" / "limits.py"), "--jobs", "300",
+    # enough jobs that the drain outlasts the benchmark's first poll on a fast machine
+    command = [sys.executable, str(ROOT / "benchmarks" / "limits.py"), "--jobs", "3000",
                "--keys", "10", "--repeat", "1", "--json"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
                             cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "error"}, check=False)
     assert result.returncode == 0, f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    assert [(line["kind"], line["jobs"]) for line in lines[:-1]] == [("plain", 300),
-                                                                     ("limited", 300)]
+    assert [(line["kind"], line["jobs"]) for line in lines[:-1]] == [("plain", 3000),
+                                                                     ("limited", 3000)]
     summary = lines[-1]
     assert summary["plain_rate"] > 0
     assert summary["limited_rate"] > 0
