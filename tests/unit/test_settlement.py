@@ -19,8 +19,11 @@ from sideline.core.settlement import (
     ErrorRecord,
     NodeEvent,
     Outcome,
+    Settlement,
     bury,
+    check_acks,
     decide,
+    is_plain_ack,
     stat_buckets,
 )
 
@@ -216,3 +219,36 @@ def test_every_failure_is_retried_or_buried_never_lost(retry: int, count: int, d
         assert settlement.action is Action.BURY
         assert settlement.reason
         assert settlement.node is (NodeEvent.FAILED if step else None)
+
+
+def test_a_plain_job_that_succeeded_is_a_plain_ack() -> None:
+    settlement = decide(Outcome(value=None), PLAIN, JobOptions(), 100.0, 0.5)
+    assert is_plain_ack(settlement)
+    check_acks([(None, settlement)], 1)
+
+
+@pytest.mark.parametrize("fields", [{"run_id": "r", "node_id": 2}, {"batch_id": "b"},
+                                    {"unique_key": "u", "unique_token": "t"},
+                                    {"limit_key": "k", "limit_max": 2}])
+def test_a_succeeded_job_of_a_run_batch_lock_or_limit_is_not(fields: dict[str, object]) -> None:
+    payload = attrs.evolve(PLAIN, **fields)
+    assert not is_plain_ack(decide(Outcome(value=None), payload, JobOptions(), 100.0, 0.5))
+
+
+def test_a_failure_a_stored_result_or_an_uncounted_ack_is_not() -> None:
+    assert not is_plain_ack(decide(Outcome(error=ValueError("x")), PLAIN, JobOptions(),
+                                   100.0, 0.5))
+    assert not is_plain_ack(decide(Outcome(error=ValueError("x")),
+                                   attrs.evolve(PLAIN, retry=0), JobOptions(), 100.0, 0.5))
+    assert not is_plain_ack(Settlement(Action.ACK, PLAIN, tracked=True, result="{}"))
+    assert not is_plain_ack(Settlement(Action.ACK, PLAIN, processed=0))
+    assert not is_plain_ack(Settlement(Action.ACK, PLAIN, failed=1))
+
+
+def test_check_acks_refuses_other_settlements_and_more_jobs_than_acks() -> None:
+    ack = Settlement(Action.ACK, PLAIN)
+    with pytest.raises(ValueError, match="plain acks only"):
+        check_acks([(None, ack), (None, Settlement(Action.RETRY, PLAIN, failed=1))], 0)
+    with pytest.raises(ValueError, match="one per ack"):
+        check_acks([(None, ack)], 2)
+    check_acks([], 0)
