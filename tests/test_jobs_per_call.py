@@ -213,3 +213,26 @@ def test_an_idle_thread_runs_what_a_busy_one_took(app: App) -> None:
         worker.stop(5)
     assert app.backend.stats(["processed"]) == {"processed": 4}
     assert app.backend.in_progress(worker.worker_id) == []
+
+
+def test_lost_fetch_replies_are_pushed_back_and_every_job_runs_once() -> None:
+    """A fetch whose reply is lost (the jobs moved, the thread never told) while threads
+    take several jobs per call: reconcile pushes those back; each job runs once."""
+    backend = MemoryBackend()
+    app = App(backend)
+    runs: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    @app.job(name="rec", retry=False)
+    def rec(value: int) -> None:
+        with lock:
+            runs[value] += 1
+
+    backend.faults.inject("fetch", "after", times=3)  # three replies lost
+    rec.enqueue_bulk([[i] for i in range(40)])
+    with app.worker(concurrency=2, jobs_per_call=4, fetch_timeout_s=0.05,
+                    reconcile_interval_s=0.2) as worker:
+        wait_until(lambda: sum(runs.values()) >= 40, 10)
+        wait_until(lambda: backend.in_progress(worker.worker_id) == [], 5)
+    assert backend.faults.fired[("fetch", "after")] == 3
+    assert runs == Counter(range(40))  # each exactly once

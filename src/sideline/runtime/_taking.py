@@ -217,7 +217,12 @@ class Taking:
         for _, settlement in acks:
             notify(self.runtime.observers, "after_settle", settlement.payload, settlement)
         if take and count and len(taken) == count and room > 0:  # more may wait: top up
-            more = backend.fetch_many(self.worker_id, order, room, 0, self.runtime.clock.now)
+            try:
+                more = backend.fetch_many(self.worker_id, order, room, 0, self.runtime.clock.now)
+            except SidelineError as exc:  # what Redis moved may be unaccounted for
+                log.warning("fetch failed (%s: %s)", type(exc).__name__, exc)
+                self._reconcile_soon()
+                return
             with self._busy_lock:
                 hand.taken.extend(more)
 
