@@ -26,11 +26,15 @@ JOB_S = 3.0
 OUTAGE_S = 5.0  # longer than the workers' heartbeat TTL (2 s, tests/redis/helpers.py)
 
 
-@pytest.fixture
-def fleet(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[RedisBackend, list[WorkerProcess]]]:
+@pytest.fixture(params=[1, 4], ids=["one-per-call", "four-per-call"])
+def fleet(redis_server: RedisServer, tmp_path: Path,
+          request: pytest.FixtureRequest) -> Iterator[tuple[RedisBackend, list[WorkerProcess]]]:
+    """Two workers of 4 threads, taking one job per call, or four (their acks kept and
+    written together: the outage must not lose or double those either)."""
     backend = RedisBackend.from_url(redis_server.url, namespace="outage", timeout_s=1.0)
     env = {"SIDELINE_REDIS_URL": redis_server.url, "SIDELINE_REDIS_TIMEOUT_S": "1"}
-    workers = [spawn_worker(backend, tmp_path, f"w{i}", args=["-c", "4"], env=env,
+    args = ["-c", "4", "--jobs-per-call", str(request.param)]
+    workers = [spawn_worker(backend, tmp_path, f"w{i}", args=args, env=env,
                             app="tests.redis.apps.outage_app:app") for i in range(2)]
     try:
         yield backend, workers
