@@ -53,6 +53,7 @@ def test_every_job_runs_once_and_every_settle_is_observed(app: App) -> None:
     app.observers.append(settles)
     count.enqueue_bulk([[i] for i in range(500)])
     with app.worker(concurrency=3, jobs_per_call=8) as worker:
+        assert [(w.concurrency, w.jobs_per_call) for w in app.admin.workers()] == [(3, 8)]
         wait_until(lambda: worker.processed == 500, 20)
         wait_until(lambda: len(settles.jids) == 500, 5)  # written, then observed
     assert runs == Counter(range(500))

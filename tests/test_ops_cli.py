@@ -353,24 +353,25 @@ def test_workers_lists_alive_and_dead_with_their_signal(
     assert _json(ops, capsys, "workers") == []
     info = {"instance": "host:1", "incarnation": "abc", "host": "host", "pid": "4242",
             "concurrency": "10", "busy": "3", "queues": "critical,default",
-            "started_at": str(NOON - 3600)}
+            "started_at": str(NOON - 3600), "jobs_per_call": "8"}
     ops.app.backend.heartbeat("host:1#abc", info, 30.0, clock.now())
     ops.app.backend.heartbeat("gone#1", {"instance": "gone"}, -1.0, clock.now())
     assert admin.quiet("host:1#abc")
     lines = _out(ops, capsys, "workers").splitlines()
     assert lines == [
-        "worker      state  host   pid  started              threads  queues"
+        "worker      state  host   pid  started              threads  per call  queues"
         "            busy  signal",
-        "gone#1      dead   -        -  -                          0  -"
+        "gone#1      dead   -        -  -                          0         1  -"
         "                    0  -",
-        "host:1#abc  alive  host  4242  2026-11-29 11:00:30       10  critical,default"
+        "host:1#abc  alive  host  4242  2026-11-29 11:00:30       10         8  critical,default"
         "     3  quiet"]
     data = _json(ops, capsys, "workers")
     assert isinstance(data, list)
     assert data[1] == {"worker_id": "host:1#abc", "alive": True, "expires_at": NOON + 30,
                        "instance": "host:1", "incarnation": "abc", "host": "host",
                        "pid": 4242, "started_at": NOON - 3600, "concurrency": 10,
-                       "queues": ["critical", "default"], "busy": 3, "signal": "quiet"}
+                       "queues": ["critical", "default"], "busy": 3, "signal": "quiet",
+                       "jobs_per_call": 8}
     assert (data[0]["worker_id"], data[0]["alive"]) == ("gone#1", False)
 
 

@@ -558,12 +558,13 @@ def _workers(args: argparse.Namespace) -> int:
         print("(no worker is registered)")
         return 0
     _print_table(
-        ("worker", "state", "host", "pid", "started", "threads", "queues", "busy", "signal"),
+        ("worker", "state", "host", "pid", "started", "threads", "per call", "queues", "busy",
+         "signal"),
         [(worker.worker_id, "alive" if worker.alive else "dead", worker.host or "-",
           str(worker.pid or "-"), _utc(worker.started_at), str(worker.concurrency),
-          _cut(",".join(worker.queues) or "-", _CELL_NAME), str(worker.busy),
-          worker.signal or "-") for worker in found],
-        right=(3, 5, 7))
+          str(worker.jobs_per_call), _cut(",".join(worker.queues) or "-", _CELL_NAME),
+          str(worker.busy), worker.signal or "-") for worker in found],
+        right=(3, 5, 6, 8))
     return 0
 
 

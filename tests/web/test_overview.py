@@ -77,11 +77,13 @@ def test_busy_lists_a_live_worker_with_its_buttons(client: TestClient, web_app: 
     import time  # noqa: PLC0415
 
     web_app.backend.heartbeat("host:1#abc", {"instance": "host:1", "host": "host", "pid": "1",
-                                             "concurrency": "4", "queues": "default"},
+                                             "concurrency": "4", "queues": "default",
+                                             "jobs_per_call": "8"},
                               60, time.time())
     page = client.get("/busy")
     assert page.status_code == 200
     assert ">Quiet</button>" in page.text
+    assert '<td class="num">4</td><td class="num">8</td>' in page.text  # threads, per call
     quieted = client.post("/busy/signal", data={"worker": "host:1#abc", "action": "quiet",
                                                 "csrf": csrf_of(client)})
     assert quieted.status_code == 200  # followed the redirect back to /busy

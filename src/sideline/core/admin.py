@@ -148,6 +148,9 @@ class WorkerView:
     busy: int
     signal: str | None
     """The last signal sent to it ("quiet" or "stop") and not yet cleared."""
+    jobs_per_call: int = 1
+    """Jobs each of its threads takes per backend call (`Worker(jobs_per_call=...)`; 1
+    for a worker whose heartbeat does not say)."""
 
 
 @attrs.frozen
@@ -347,7 +350,7 @@ def worker_view(worker: WorkerInfo) -> WorkerView:
         instance=info.get("instance", worker.worker_id), incarnation=info.get("incarnation", ""),
         host=info.get("host", ""), pid=pid or None, started_at=_float(info.get("started_at")),
         concurrency=_int(info.get("concurrency")), queues=queues, busy=_int(info.get("busy")),
-        signal=info.get("signal") or None)
+        signal=info.get("signal") or None, jobs_per_call=_int(info.get("jobs_per_call")) or 1)
 
 
 def _check(names: Sequence[str], value: str, what: str) -> str:
