@@ -61,10 +61,10 @@ __all__ = ["Defer", "ErrorSink", "Lanes", "Persist", "process"]
 log = logging.getLogger("sideline.worker")
 
 ErrorSink = Callable[[Payload, BaseException], None]
+"""Told about every error a job raised (drain() uses it to re-raise in the test thread)."""
 Defer = Callable[[Delivery, Settlement], None]
 """Takes a plain ack (core.settlement.is_plain_ack) to write later, with others; whoever
 writes it calls the observers' after_settle then."""
-"""Told about every error a job raised (drain() uses it to re-raise in the test thread)."""
 
 T = TypeVar("T")
 
