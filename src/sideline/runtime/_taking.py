@@ -74,7 +74,6 @@ class Taking:
     runtime: Runtime
     worker_id: str
     jobs_per_call: int
-    fetch_timeout_s: float
     processed: int
     max_jobs: int
     _quiet: threading.Event
@@ -82,7 +81,6 @@ class Taking:
     _busy_lock: threading.Lock
     _busy: dict[int, Delivery]
     _since: dict[int, float]
-    _waiting: int
     _lanes: Lanes
     _hands: dict[int, Hand]
 
@@ -98,7 +96,11 @@ class Taking:
     def _hand_back(self, delivery: Delivery) -> None:
         raise NotImplementedError
 
-    def _reconcile_soon(self) -> None:
+    def _wait_for_job(self, order: Sequence[str],
+                      begin_at: Callable[[], float]) -> Delivery | None:
+        raise NotImplementedError
+
+    def _fetch_failed(self, exc: Exception, *, pause: bool = True) -> None:
         raise NotImplementedError
 
     def _work_taking(self) -> None:
@@ -164,18 +166,10 @@ class Taking:
             if not found and (stolen := self._steal(ident)) is not None:
                 return stolen
             if not found:
-                with self._busy_lock:
-                    self._waiting += 1
-                try:
-                    one = backend.fetch(self.worker_id, order, self.fetch_timeout_s, begin_at)
-                finally:
-                    with self._busy_lock:
-                        self._waiting -= 1
+                one = self._wait_for_job(order, begin_at)
                 found = [one] if one is not None else []
         except Exception as exc:  # a fetch error: what Redis moved may be unaccounted for
-            log.warning("fetch failed (%s: %s); retrying in 1 s", type(exc).__name__, exc)
-            self._reconcile_soon()
-            self._stop.wait(1.0)
+            self._fetch_failed(exc)
             return None
         if not found:
             return None
@@ -207,24 +201,30 @@ class Taking:
             room = max(limit - len(hand.taken), 0)
         count = min(len(acks), room) if take else 0
         order = self.queue_order()
-        now = self.runtime.clock.now()
-        taken = self._persist(lambda: backend.settle_acks(
-            self.worker_id, acks, now, order, count, begin_next=True))
+        taken = self._send_acks(acks, order, count)
         with self._busy_lock:
             del hand.acks[:len(acks)]
             hand.taken.extend(taken)
             room = limit - len(hand.taken)
-        for _, settlement in acks:
-            notify(self.runtime.observers, "after_settle", settlement.payload, settlement)
         if take and count and len(taken) == count and room > 0:  # more may wait: top up
             try:
                 more = backend.fetch_many(self.worker_id, order, room, 0, self.runtime.clock.now)
-            except SidelineError as exc:  # what Redis moved may be unaccounted for
-                log.warning("fetch failed (%s: %s)", type(exc).__name__, exc)
-                self._reconcile_soon()
+            except SidelineError as exc:
+                self._fetch_failed(exc, pause=False)
                 return
             with self._busy_lock:
                 hand.taken.extend(more)
+
+    def _send_acks(self, acks: Sequence[tuple[Delivery, Settlement]],
+                   order: Sequence[str] = (), count: int = 0) -> list[Delivery]:
+        """Write `acks` (through `_persist`), taking `count` next jobs from `order`; then
+        tell the observers (after_settle) of each. Returns the jobs taken."""
+        now = self.runtime.clock.now()
+        taken = self._persist(lambda: self.runtime.backend.settle_acks(
+            self.worker_id, acks, now, order, count, begin_next=True))
+        for _, settlement in acks:
+            notify(self.runtime.observers, "after_settle", settlement.payload, settlement)
+        return taken
 
     def _let_go(self, ident: int, hand: Hand) -> None:
         """A thread that ends writes its kept acks and hands back the jobs it has not

@@ -374,9 +374,7 @@ class Worker(Housekeeping, Taking):
             except Exception as exc:  # a fetch error: what Redis moved may be unaccounted for
                 with self._busy_lock:
                     self._busy.pop(ident, None)
-                log.warning("fetch failed (%s: %s); retrying in 1 s", type(exc).__name__, exc)
-                self._reconcile_soon()
-                self._stop.wait(1.0)
+                self._fetch_failed(exc)
                 return None
         if delivery is None or self._quiet.is_set():
             with self._busy_lock:
@@ -429,13 +427,29 @@ class Worker(Housekeeping, Taking):
                     with self._busy_lock:
                         self._prefetched.extend(found[1:])
                 return found[0]
+        return self._wait_for_job(order, begin_at)
+
+    def _wait_for_job(self, order: Sequence[str],
+                      begin_at: Callable[[], float]) -> Delivery | None:
+        """A blocking fetch: a job there is at once, else one pushed within
+        `fetch_timeout_s`, else None; counted as waiting meanwhile (no prefetch then)."""
         with self._busy_lock:
             self._waiting += 1
-        try:  # takes a job there is at once, else blocks for one
-            return backend.fetch(self.worker_id, order, self.fetch_timeout_s, begin_at)
+        try:
+            return self.runtime.backend.fetch(self.worker_id, order, self.fetch_timeout_s,
+                                              begin_at)
         finally:
             with self._busy_lock:
                 self._waiting -= 1
+
+    def _fetch_failed(self, exc: Exception, *, pause: bool = True) -> None:
+        """After a failed fetch: what it moved may be held with no thread knowing, so
+        reconcile soon; with `pause`, wait a second before the next try."""
+        log.warning("fetch failed (%s: %s)%s", type(exc).__name__, exc,
+                    "; retrying in 1 s" if pause else "")
+        self._reconcile_soon()
+        if pause:
+            self._stop.wait(1.0)
 
     def _persist(self, call: Callable[[], T]) -> T:
         """Run a settling call, retrying with backoff while the backend is unreachable.
