@@ -132,6 +132,8 @@ def test_stop_writes_the_acks_of_a_thread_still_running(app: App) -> None:
         if number == 3:
             release.wait(10)
 
+    settles = Settles()
+    app.observers.append(settles)
     mixed.enqueue_bulk([[i] for i in range(6)])
     worker = app.worker(concurrency=1, jobs_per_call=6).start()
     try:
@@ -142,6 +144,7 @@ def test_stop_writes_the_acks_of_a_thread_still_running(app: App) -> None:
     finally:
         release.set()
     assert app.backend.stats(["processed"])["processed"] == 3
+    assert len(settles.jids) == 3  # observers see the acks stop() wrote
     left = sorted(item for item in _queued_numbers(app))
     assert left == [3, 4, 5]  # the running one and the two not started, back in the queue
     assert app.backend.in_progress(worker.worker_id) == []

@@ -255,8 +255,7 @@ class Taking:
                 hand.taken.clear()
         if acks:
             try:
-                self.runtime.backend.settle_acks(self.worker_id, acks,
-                                                 self.runtime.clock.now())
+                self._send_acks(acks)  # one try: the worker is stopping
             except SidelineError:
                 log.exception("could not write the acks of finished jobs on stop; they "
                               "run again once recovered")
