@@ -40,7 +40,8 @@ class Settles(Observer):
             self.jids.append(payload.jid)
 
 
-def test_every_job_runs_once_and_every_settle_is_observed(app: App) -> None:
+def _counting(app: App) -> tuple[Any, Counter[int]]:
+    """A job `count(number)` declared on `app`, and how many times each number ran."""
     runs: Counter[int] = Counter()
     lock = threading.Lock()
 
@@ -49,6 +50,11 @@ def test_every_job_runs_once_and_every_settle_is_observed(app: App) -> None:
         with lock:
             runs[number] += 1
 
+    return count, runs
+
+
+def test_every_job_runs_once_and_every_settle_is_observed(app: App) -> None:
+    count, runs = _counting(app)
     settles = Settles()
     app.observers.append(settles)
     count.enqueue_bulk([[i] for i in range(500)])
@@ -224,16 +230,9 @@ def test_lost_fetch_replies_are_pushed_back_and_every_job_runs_once() -> None:
     take several jobs per call: reconcile pushes those back; each job runs once."""
     backend = MemoryBackend()
     app = App(backend)
-    runs: Counter[int] = Counter()
-    lock = threading.Lock()
-
-    @app.job(name="rec", retry=False)
-    def rec(value: int) -> None:
-        with lock:
-            runs[value] += 1
-
+    count, runs = _counting(app)
     backend.faults.inject("fetch", "after", times=3)  # three replies lost
-    rec.enqueue_bulk([[i] for i in range(40)])
+    count.enqueue_bulk([[i] for i in range(40)])
     with app.worker(concurrency=2, jobs_per_call=4, fetch_timeout_s=0.05,
                     reconcile_interval_s=0.2) as worker:
         wait_until(lambda: sum(runs.values()) >= 40, 10)
