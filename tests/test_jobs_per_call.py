@@ -199,6 +199,8 @@ def test_the_setting_comes_from_the_environment() -> None:
     assert settings.jobs_per_call == 8
     assert WorkerSettings.resolve({"jobs_per_call": 2}, {"SIDELINE_JOBS_PER_CALL": "8"}
                                   ).jobs_per_call == 2
+    with pytest.raises(ConfigurationError, match="jobs_per_call 'eight' is not an integer"):
+        WorkerSettings.resolve({}, {"SIDELINE_JOBS_PER_CALL": "eight"})
 
 
 def test_an_idle_thread_runs_what_a_busy_one_took(app: App) -> None:
